@@ -1,0 +1,711 @@
+//! Configuration: YAML ([`raw`]) -> validated [`Config`].
+//!
+//! Every problem becomes one [`ConfigError`] naming the file, the key path (as in
+//! `listeners[0].routes[1].match.sni`) and what is wrong. Loading certificates and building TLS
+//! contexts happens in [`crate::snapshot`], which reports its failures the same way, so that
+//! `provgate check`, start-up and reload all share one validation.
+
+pub mod raw;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use raw::{RawConfig, RawListener, RawProfile, RawRoute};
+
+/// Default for everything before the HTTP phase of a connection.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A configuration problem, always naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read config: {source}")]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub fn invalid(file: &Path, key: impl Into<String>, message: impl fmt::Display) -> Self {
+        Self::Invalid {
+            file: file.to_path_buf(),
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// A TLS protocol version as named in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    Ssl3,
+    Tls10,
+    Tls11,
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    pub const ALL: [TlsVersion; 5] = [
+        TlsVersion::Ssl3,
+        TlsVersion::Tls10,
+        TlsVersion::Tls11,
+        TlsVersion::Tls12,
+        TlsVersion::Tls13,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::Ssl3 => "ssl3",
+            TlsVersion::Tls10 => "tls1.0",
+            TlsVersion::Tls11 => "tls1.1",
+            TlsVersion::Tls12 => "tls1.2",
+            TlsVersion::Tls13 => "tls1.3",
+        }
+    }
+
+    /// The version's wire code (0x0300 for SSLv3 ... 0x0304 for TLS 1.3).
+    pub fn wire(self) -> u16 {
+        match self {
+            TlsVersion::Ssl3 => 0x0300,
+            TlsVersion::Tls10 => 0x0301,
+            TlsVersion::Tls11 => 0x0302,
+            TlsVersion::Tls12 => 0x0303,
+            TlsVersion::Tls13 => 0x0304,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.name() == s)
+    }
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which TLS implementation a profile uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// OpenSSL (vendored 3.x) at security level 0: SSLv3 (when listed) up to TLS 1.2.
+    Legacy,
+    /// rustls: TLS 1.2 and 1.3.
+    Modern,
+    /// Per connection: rustls when the ClientHello and the key allow it, else OpenSSL.
+    Auto,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Legacy => "legacy",
+            EngineKind::Modern => "modern",
+            EngineKind::Auto => "auto",
+        }
+    }
+}
+
+/// Cipher order for the legacy engine: RSA key exchange first (old devices list DHE first and
+/// fail on large groups), then DHE with the fixed group, then 3DES; modern suites last, for TLS
+/// 1.2 clients that land on a legacy listener.
+pub const LEGACY_CIPHERS: &str = "AES256-SHA:AES128-SHA:DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA:\
+DES-CBC3-SHA:EDH-RSA-DES-CBC3-SHA:AES256-GCM-SHA384:AES128-GCM-SHA256:\
+ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:\
+ECDHE-ECDSA-AES128-GCM-SHA256";
+
+/// The largest DH group the legacy engine will use (PAP2T and SPA5xx < 7.5.2b fail above it).
+pub const MAX_LEGACY_DH_BITS: u32 = 1024;
+
+/// A resolved TLS profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub engine: EngineKind,
+    pub versions: BTreeSet<TlsVersion>,
+    /// OpenSSL cipher string for the legacy engine (ignored by rustls).
+    pub ciphers: String,
+    /// 0 = no DHE; otherwise the fixed DH group size used by the legacy engine.
+    pub dh_bits: u32,
+}
+
+impl Profile {
+    fn builtin(name: &str) -> Option<Profile> {
+        use TlsVersion::*;
+        let (engine, versions): (EngineKind, &[TlsVersion]) = match name {
+            "legacy" => (EngineKind::Legacy, &[Tls10, Tls11, Tls12]),
+            "modern" => (EngineKind::Modern, &[Tls12, Tls13]),
+            "auto" => (EngineKind::Auto, &[Tls10, Tls11, Tls12, Tls13]),
+            _ => return None,
+        };
+        Some(Profile {
+            name: name.to_string(),
+            engine,
+            versions: versions.iter().copied().collect(),
+            ciphers: LEGACY_CIPHERS.to_string(),
+            dh_bits: MAX_LEGACY_DH_BITS,
+        })
+    }
+
+    /// Versions the legacy (OpenSSL) side serves: everything up to TLS 1.2.
+    pub fn legacy_versions(&self) -> BTreeSet<TlsVersion> {
+        let mut v = self.versions.clone();
+        v.remove(&TlsVersion::Tls13);
+        v
+    }
+
+    /// Versions the modern (rustls) side serves: TLS 1.2 and 1.3.
+    pub fn modern_versions(&self) -> BTreeSet<TlsVersion> {
+        self.versions
+            .iter()
+            .copied()
+            .filter(|v| *v >= TlsVersion::Tls12)
+            .collect()
+    }
+
+    /// Whether the profile's cipher string names RC4 (needs OpenSSL's legacy provider).
+    pub fn wants_rc4(&self) -> bool {
+        self.ciphers.to_ascii_uppercase().contains("RC4")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub name: String,
+    pub address: SocketAddr,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSpec {
+    pub name: String,
+    pub chain: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A name pattern for SNI: an exact host name or `*.suffix` (one label, as in certificates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SniPattern {
+    Exact(String),
+    Wildcard(String),
+}
+
+impl SniPattern {
+    pub fn matches(&self, sni: &str) -> bool {
+        match self {
+            SniPattern::Exact(name) => name.eq_ignore_ascii_case(sni),
+            SniPattern::Wildcard(suffix) => sni
+                .split_once('.')
+                .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix)),
+        }
+    }
+}
+
+impl fmt::Display for SniPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SniPattern::Exact(n) => f.write_str(n),
+            SniPattern::Wildcard(s) => write!(f, "*.{s}"),
+        }
+    }
+}
+
+/// What a route matches on. Every non-empty list must match (AND); within a list, any entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteMatch {
+    pub local: Vec<IpNet>,
+    pub sni: Vec<SniPattern>,
+    pub source: Vec<IpNet>,
+}
+
+/// Certificate, profile and backend for a connection (names into [`Config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub certificate: String,
+    pub profile: String,
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// `listener/name` or `listener/routes[i]`; used in logs and (later) metrics.
+    pub name: String,
+    pub matches: RouteMatch,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub bind: Vec<SocketAddr>,
+    pub defaults: Target,
+    pub routes: Vec<Route>,
+    pub handshake_timeout: Duration,
+}
+
+/// A validated configuration. Names used by listeners and routes are known to exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub admin: Option<SocketAddr>,
+    pub backends: BTreeMap<String, Backend>,
+    pub certificates: BTreeMap<String, CertificateSpec>,
+    pub profiles: BTreeMap<String, Profile>,
+    pub listeners: Vec<Listener>,
+}
+
+impl Config {
+    /// Read and validate a config file (certificates are loaded later, by the snapshot build).
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(file, &text)
+    }
+
+    /// Validate YAML text as if it had been read from `file` (relative paths resolve against
+    /// `file`'s folder).
+    pub fn from_yaml(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = match e.path().to_string() {
+                p if p == "." => "(top level)".to_string(),
+                p => p,
+            };
+            ConfigError::invalid(file, key, e.into_inner())
+        })?;
+        Validator { file }.config(raw)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, key: impl Into<String>, message: impl fmt::Display) -> ConfigError {
+        ConfigError::invalid(self.file, key, message)
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let admin = raw
+            .admin
+            .map(|a| self.socket_addr("admin.listen", &a.listen))
+            .transpose()?;
+
+        let mut backends = BTreeMap::new();
+        for (name, b) in raw.backends {
+            let key = format!("backends.{name}");
+            let address = self.resolve(&format!("{key}.address"), &b.address)?;
+            backends.insert(
+                name.clone(),
+                Backend {
+                    name,
+                    address,
+                    connect_timeout: self.positive(
+                        &format!("{key}.connect_timeout"),
+                        b.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+                    )?,
+                    read_timeout: self.positive(
+                        &format!("{key}.read_timeout"),
+                        b.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
+                    )?,
+                },
+            );
+        }
+
+        let base_dir = self.file.parent().unwrap_or(Path::new("."));
+        let certificates = raw
+            .certificates
+            .into_iter()
+            .map(|(name, c)| {
+                let spec = CertificateSpec {
+                    name: name.clone(),
+                    chain: base_dir.join(c.chain),
+                    key: base_dir.join(c.key),
+                };
+                (name, spec)
+            })
+            .collect();
+
+        let profiles = self.profiles(&raw.tls_profiles)?;
+
+        let mut cfg = Config {
+            file: self.file.to_path_buf(),
+            admin,
+            backends,
+            certificates,
+            profiles,
+            listeners: Vec::new(),
+        };
+
+        if raw.listeners.is_empty() {
+            return Err(self.err("listeners", "at least one listener is required"));
+        }
+        let mut names = HashSet::new();
+        let mut binds: BTreeMap<SocketAddr, String> = BTreeMap::new();
+        if let Some(admin) = cfg.admin {
+            binds.insert(admin, "admin.listen".to_string());
+        }
+        for (i, l) in raw.listeners.into_iter().enumerate() {
+            let key = format!("listeners[{i}]");
+            if !names.insert(l.name.clone()) {
+                return Err(self.err(
+                    format!("{key}.name"),
+                    format!("duplicate listener name '{}'", l.name),
+                ));
+            }
+            let listener = self.listener(&key, l, &cfg)?;
+            for (j, addr) in listener.bind.iter().enumerate() {
+                let here = format!("{key}.bind[{j}]");
+                if let Some(other) = binds.insert(*addr, here.clone()) {
+                    return Err(self.err(
+                        here,
+                        format!("duplicate bind address {addr} (also used by {other})"),
+                    ));
+                }
+            }
+            cfg.listeners.push(listener);
+        }
+        Ok(cfg)
+    }
+
+    fn profiles(
+        &self,
+        raw: &BTreeMap<String, RawProfile>,
+    ) -> Result<BTreeMap<String, Profile>, ConfigError> {
+        let mut out: BTreeMap<String, Profile> = ["legacy", "modern", "auto"]
+            .into_iter()
+            .filter_map(Profile::builtin)
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        for name in raw.keys() {
+            let p = self.resolve_profile(name, raw, &mut Vec::new())?;
+            out.insert(name.clone(), p);
+        }
+        Ok(out)
+    }
+
+    fn resolve_profile(
+        &self,
+        name: &str,
+        raw: &BTreeMap<String, RawProfile>,
+        seen: &mut Vec<String>,
+    ) -> Result<Profile, ConfigError> {
+        let key = format!("tls_profiles.{name}");
+        let Some(rp) = raw.get(name) else {
+            return Profile::builtin(name)
+                .ok_or_else(|| self.err(&key, format!("unknown TLS profile '{name}'")));
+        };
+        if seen.iter().any(|s| s == name) {
+            return Err(self.err(
+                format!("{key}.base"),
+                format!("profiles inherit in a loop: {} -> {name}", seen.join(" -> ")),
+            ));
+        }
+        seen.push(name.to_string());
+        let base_name = rp.base.as_deref().unwrap_or("legacy");
+        let mut p = if raw.contains_key(base_name) {
+            self.resolve_profile(base_name, raw, seen)?
+        } else {
+            Profile::builtin(base_name).ok_or_else(|| {
+                self.err(
+                    format!("{key}.base"),
+                    format!(
+                        "unknown base profile '{base_name}' (built-ins: legacy, modern, auto; \
+                         or a profile defined under tls_profiles)"
+                    ),
+                )
+            })?
+        };
+        p.name = name.to_string();
+        if let Some(vs) = &rp.versions {
+            let mut set = BTreeSet::new();
+            for (i, v) in vs.iter().enumerate() {
+                let parsed = TlsVersion::parse(v).ok_or_else(|| {
+                    self.err(
+                        format!("{key}.versions[{i}]"),
+                        format!("unknown version '{v}' (use ssl3, tls1.0, tls1.1, tls1.2, tls1.3)"),
+                    )
+                })?;
+                set.insert(parsed);
+            }
+            if set.is_empty() {
+                return Err(self.err(format!("{key}.versions"), "lists no version"));
+            }
+            p.versions = set;
+        }
+        if let Some(c) = &rp.ciphers {
+            if c.trim().is_empty() {
+                return Err(self.err(format!("{key}.ciphers"), "is empty"));
+            }
+            p.ciphers = c.clone();
+        }
+        if let Some(bits) = rp.dh_bits {
+            p.dh_bits = bits;
+        }
+        self.check_profile(&key, &p)?;
+        Ok(p)
+    }
+
+    fn check_profile(&self, key: &str, p: &Profile) -> Result<(), ConfigError> {
+        match p.engine {
+            EngineKind::Legacy => {
+                if p.versions.contains(&TlsVersion::Tls13) {
+                    return Err(self.err(
+                        format!("{key}.versions"),
+                        "tls1.3 is not served by the legacy engine (OpenSSL here serves \
+                         ssl3..tls1.2); use base: auto to add rustls for TLS 1.3 clients",
+                    ));
+                }
+            }
+            EngineKind::Modern => {
+                if let Some(v) = p.versions.iter().find(|v| **v < TlsVersion::Tls12) {
+                    return Err(self.err(
+                        format!("{key}.versions"),
+                        format!(
+                            "{v} is not served by the modern engine (rustls: tls1.2 and tls1.3); \
+                             use base: legacy or auto"
+                        ),
+                    ));
+                }
+            }
+            EngineKind::Auto => {}
+        }
+        if p.dh_bits != 0 && p.dh_bits != MAX_LEGACY_DH_BITS {
+            return Err(self.err(
+                format!("{key}.dh_bits"),
+                format!(
+                    "{} is not supported: use 0 (no DHE) or {MAX_LEGACY_DH_BITS} (a fixed group; \
+                     old devices fail on larger ones)",
+                    p.dh_bits
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn listener(&self, key: &str, l: RawListener, cfg: &Config) -> Result<Listener, ConfigError> {
+        if l.bind.is_empty() {
+            return Err(self.err(format!("{key}.bind"), "lists no address"));
+        }
+        let bind = l
+            .bind
+            .iter()
+            .enumerate()
+            .map(|(j, b)| self.socket_addr(&format!("{key}.bind[{j}]"), b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let defaults = Target {
+            certificate: self.certificate_ref(&format!("{key}.certificate"), &l.certificate, cfg)?,
+            profile: self.profile_ref(&format!("{key}.tls"), l.tls.as_deref(), cfg)?,
+            backend: self.backend_ref(&format!("{key}.backend"), &l.backend, cfg)?,
+        };
+        let routes = l
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(j, r)| self.route(&format!("{key}.routes[{j}]"), &l.name, j, r, &defaults, cfg))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listener {
+            name: l.name,
+            bind,
+            defaults,
+            routes,
+            handshake_timeout: self.positive(
+                &format!("{key}.handshake_timeout"),
+                l.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+            )?,
+        })
+    }
+
+    fn route(
+        &self,
+        key: &str,
+        listener: &str,
+        index: usize,
+        r: RawRoute,
+        defaults: &Target,
+        cfg: &Config,
+    ) -> Result<Route, ConfigError> {
+        let m = &r.matches;
+        let matches = RouteMatch {
+            local: self.cidrs(&format!("{key}.match.local"), &m.local)?,
+            sni: m
+                .sni
+                .iter()
+                .enumerate()
+                .map(|(i, s)| self.sni_pattern(&format!("{key}.match.sni[{i}]"), s))
+                .collect::<Result<_, _>>()?,
+            source: self.cidrs(&format!("{key}.match.source"), &m.source)?,
+        };
+        let target = Target {
+            certificate: match &r.certificate {
+                Some(c) => self.certificate_ref(&format!("{key}.certificate"), c, cfg)?,
+                None => defaults.certificate.clone(),
+            },
+            profile: match &r.tls {
+                Some(t) => self.profile_ref(&format!("{key}.tls"), Some(t), cfg)?,
+                None => defaults.profile.clone(),
+            },
+            backend: match &r.backend {
+                Some(b) => self.backend_ref(&format!("{key}.backend"), b, cfg)?,
+                None => defaults.backend.clone(),
+            },
+        };
+        let name = match r.name {
+            Some(n) => format!("{listener}/{n}"),
+            None => format!("{listener}/routes[{index}]"),
+        };
+        Ok(Route {
+            name,
+            matches,
+            target,
+        })
+    }
+
+    fn certificate_ref(&self, key: &str, name: &str, cfg: &Config) -> Result<String, ConfigError> {
+        if cfg.certificates.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            Err(self.err(
+                key,
+                format!(
+                    "no certificate named '{name}' under certificates (known: {})",
+                    list(cfg.certificates.keys())
+                ),
+            ))
+        }
+    }
+
+    fn backend_ref(&self, key: &str, name: &str, cfg: &Config) -> Result<String, ConfigError> {
+        if cfg.backends.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            Err(self.err(
+                key,
+                format!(
+                    "no backend named '{name}' under backends (known: {})",
+                    list(cfg.backends.keys())
+                ),
+            ))
+        }
+    }
+
+    fn profile_ref(
+        &self,
+        key: &str,
+        name: Option<&str>,
+        cfg: &Config,
+    ) -> Result<String, ConfigError> {
+        let name = name.unwrap_or("auto");
+        if cfg.profiles.contains_key(name) {
+            Ok(name.to_string())
+        } else {
+            Err(self.err(
+                key,
+                format!(
+                    "no TLS profile named '{name}' (known: {})",
+                    list(cfg.profiles.keys())
+                ),
+            ))
+        }
+    }
+
+    fn socket_addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+        s.parse().map_err(|_| {
+            self.err(
+                key,
+                format!("'{s}' is not an IP:port (write IPv6 as \"[::1]:8443\")"),
+            )
+        })
+    }
+
+    /// A backend address: IP:port, or host:port resolved now (at load and at every reload).
+    fn resolve(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+        if let Ok(addr) = s.parse() {
+            return Ok(addr);
+        }
+        match s.to_socket_addrs() {
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| self.err(key, format!("'{s}' resolves to no address"))),
+            Err(e) => Err(self.err(key, format!("'{s}' is not a host:port that resolves: {e}"))),
+        }
+    }
+
+    fn cidrs(&self, key: &str, list: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        self.err(
+                            format!("{key}[{i}]"),
+                            format!("'{s}' is not an IP address or CIDR"),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    fn sni_pattern(&self, key: &str, s: &str) -> Result<SniPattern, ConfigError> {
+        let lower = s.trim_end_matches('.').to_ascii_lowercase();
+        let (wild, host) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let ok = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !ok {
+            return Err(self.err(
+                key,
+                format!("'{s}' is not a host name or '*.domain' pattern"),
+            ));
+        }
+        Ok(if wild {
+            SniPattern::Wildcard(host.to_string())
+        } else {
+            SniPattern::Exact(host.to_string())
+        })
+    }
+
+    fn positive(&self, key: &str, d: Duration) -> Result<Duration, ConfigError> {
+        if d.is_zero() {
+            Err(self.err(key, "must be greater than zero"))
+        } else {
+            Ok(d)
+        }
+    }
+}
+
+fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = names.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}

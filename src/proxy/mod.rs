@@ -1,0 +1,173 @@
+//! The HTTP phase: pingora's `http_proxy()` serves our decrypted [`ProxyStream`]s and forwards
+//! each request to the route's backend over plain HTTP/1.1 with keep-alive.
+
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::RequestHeader;
+use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
+
+pub use stream::{ConnInfo, ProxyStream};
+
+/// Headers provgate owns: any copy the client sends is dropped before forwarding.
+pub const FORWARDING_HEADERS: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// The [`ProxyHttp`] implementation. Stateless: everything per connection comes from the
+/// stream's [`ConnInfo`].
+#[derive(Debug, Default)]
+pub struct Provgate;
+
+/// Per-request context.
+#[derive(Debug)]
+pub struct RequestCtx {
+    conn: Option<Arc<ConnInfo>>,
+    started: Instant,
+}
+
+pub type ProxyApp = HttpProxy<Provgate>;
+
+/// The process-wide pingora application; its upstream connection pool is shared by all
+/// listeners.
+pub fn app() -> Arc<ProxyApp> {
+    let conf = Arc::new(ServerConf::default());
+    Arc::new(pingora_proxy::http_proxy(&conf, Provgate))
+}
+
+fn conn_info(session: &Session) -> Option<Arc<ConnInfo>> {
+    session
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<ProxyStream>())
+        .map(|s| s.info().clone())
+}
+
+fn missing_info() -> Box<Error> {
+    Error::explain(
+        ErrorType::InternalError,
+        "connection carries no provgate facts (not a ProxyStream)",
+    )
+}
+
+#[async_trait]
+impl ProxyHttp for Provgate {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            conn: None,
+            started: Instant::now(),
+        }
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        ctx.conn = conn_info(session);
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
+        let backend = &conn.route.backend;
+        let mut peer = HttpPeer::new(backend.address, false, String::new());
+        peer.options.connection_timeout = Some(backend.connect_timeout);
+        peer.options.total_connection_timeout = Some(backend.connect_timeout);
+        peer.options.read_timeout = Some(backend.read_timeout);
+        peer.options.write_timeout = Some(backend.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
+        for name in FORWARDING_HEADERS {
+            upstream.remove_header(name);
+        }
+        let client_ip = conn.peer.ip().to_canonical().to_string();
+        upstream.insert_header("X-Forwarded-For", &client_ip)?;
+        upstream.insert_header("X-Real-IP", &client_ip)?;
+        upstream.insert_header("X-Forwarded-Proto", "https")?;
+        upstream.insert_header("X-Forwarded-Port", conn.local.port().to_string())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let code = status_for(e);
+        if code > 0 {
+            if let Err(err) = session.respond_error(code).await {
+                tracing::debug!(error = %err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let req = session.req_header();
+        let (listener, route, peer) = match &ctx.conn {
+            Some(c) => (c.listener.to_string(), c.route.name.to_string(), c.peer.to_string()),
+            None => Default::default(),
+        };
+        let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        match e {
+            None => tracing::info!(
+                %listener, %route, %peer, method = %req.method, path = %req.uri.path(),
+                status, elapsed_ms, "request"
+            ),
+            Some(err) => tracing::warn!(
+                %listener, %route, %peer, method = %req.method, path = %req.uri.path(),
+                status, elapsed_ms, error = %err, "request failed"
+            ),
+        }
+    }
+}
+
+/// Status for a request that could not be proxied: 504 when the backend was too slow
+/// (connect or read timeout), 502 when it could not be reached or answered badly.
+pub fn status_for(e: &Error) -> u16 {
+    match e.etype() {
+        ErrorType::HTTPStatus(code) => *code,
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if e.esource() == &ErrorSource::Upstream =>
+        {
+            504
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}

@@ -1,0 +1,112 @@
+//! Picks a connection's route from what is known before the handshake: the listener it arrived
+//! on, the local (destination) address, the client (source) address and the SNI name.
+//! First match wins; no match means the listener's defaults.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Backend, RouteMatch};
+use crate::tls::ServerTls;
+
+/// Everything a connection needs once routed. Shared by all connections of a snapshot.
+#[derive(Debug)]
+pub struct RouteRt {
+    /// The listener's name for its defaults, `listener/<route>` for a route.
+    pub name: Arc<str>,
+    pub certificate: String,
+    pub profile: String,
+    pub tls: Arc<ServerTls>,
+    pub backend: Arc<Backend>,
+}
+
+#[derive(Debug)]
+pub struct ListenerRt {
+    pub name: Arc<str>,
+    pub routes: Vec<(RouteMatch, Arc<RouteRt>)>,
+    pub default: Arc<RouteRt>,
+    pub handshake_timeout: Duration,
+}
+
+/// The facts routing looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnFacts<'a> {
+    pub local: IpAddr,
+    pub source: IpAddr,
+    pub sni: Option<&'a str>,
+}
+
+impl RouteMatch {
+    pub fn matches(&self, c: &ConnFacts<'_>) -> bool {
+        // IPv4 clients on a dual-stack socket appear as ::ffff:a.b.c.d.
+        let local = c.local.to_canonical();
+        let source = c.source.to_canonical();
+        (self.local.is_empty() || self.local.iter().any(|n| n.contains(&local)))
+            && (self.source.is_empty() || self.source.iter().any(|n| n.contains(&source)))
+            && (self.sni.is_empty()
+                || c.sni.is_some_and(|sni| self.sni.iter().any(|p| p.matches(sni))))
+    }
+}
+
+impl ListenerRt {
+    pub fn route(&self, c: &ConnFacts<'_>) -> &Arc<RouteRt> {
+        self.routes
+            .iter()
+            .find(|(m, _)| m.matches(c))
+            .map(|(_, r)| r)
+            .unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SniPattern;
+
+    fn facts<'a>(local: &str, source: &str, sni: Option<&'a str>) -> ConnFacts<'a> {
+        ConnFacts {
+            local: local.parse().unwrap(),
+            source: source.parse().unwrap(),
+            sni,
+        }
+    }
+
+    #[test]
+    fn every_listed_criterion_must_match() {
+        let m = RouteMatch {
+            local: vec!["192.0.2.10/32".parse().unwrap()],
+            sni: vec![SniPattern::Exact("prov.example.com".into())],
+            source: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        assert!(m.matches(&facts("192.0.2.10", "10.1.2.3", Some("prov.example.com"))));
+        assert!(!m.matches(&facts("192.0.2.11", "10.1.2.3", Some("prov.example.com"))));
+        assert!(!m.matches(&facts("192.0.2.10", "11.1.2.3", Some("prov.example.com"))));
+        assert!(!m.matches(&facts("192.0.2.10", "10.1.2.3", None)));
+        assert!(!m.matches(&facts("192.0.2.10", "10.1.2.3", Some("other.example.com"))));
+    }
+
+    #[test]
+    fn mapped_ipv4_matches_ipv4_cidr() {
+        let m = RouteMatch {
+            local: vec!["127.0.0.3/32".parse().unwrap()],
+            ..Default::default()
+        };
+        assert!(m.matches(&facts("::ffff:127.0.0.3", "::1", None)));
+        assert!(!m.matches(&facts("::ffff:127.0.0.2", "::1", None)));
+    }
+
+    #[test]
+    fn wildcard_sni_matches_one_label() {
+        let p = SniPattern::Wildcard("example.net".into());
+        assert!(p.matches("a.example.net"));
+        assert!(p.matches("A.Example.NET"));
+        assert!(!p.matches("example.net"));
+        assert!(!p.matches("a.b.example.net"));
+        assert!(!p.matches(".example.net"));
+    }
+
+    #[test]
+    fn empty_match_matches_everything() {
+        assert!(RouteMatch::default().matches(&facts("127.0.0.1", "127.0.0.1", None)));
+    }
+}

@@ -1,0 +1,207 @@
+//! The two TLS engines behind one small enum.
+//!
+//! - [`legacy`]: OpenSSL (vendored 3.x) for SSLv3..TLS 1.2 and SSLv2-format hellos.
+//! - [`modern`]: rustls for TLS 1.2/1.3.
+//!
+//! A route's [`ServerTls`] decides per connection, from the sniffed [`ClientHello`], which
+//! engine runs the handshake; the result is one [`TlsStream`] either way.
+
+pub mod certs;
+pub mod legacy;
+pub mod modern;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::config::{EngineKind, Profile};
+use crate::hello::ClientHello;
+use certs::LoadedCert;
+use legacy::LegacyContext;
+use modern::ModernContext;
+
+/// Which engine served a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Legacy,
+    Modern,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Legacy => "legacy",
+            Engine::Modern => "modern",
+        }
+    }
+}
+
+/// A route's TLS: the contexts built for its (certificate, profile) pair.
+#[derive(Debug)]
+pub enum ServerTls {
+    Legacy(Arc<LegacyContext>),
+    Modern(Arc<ModernContext>),
+    /// rustls when it can serve the hello, otherwise OpenSSL. `modern` is `None` when rustls
+    /// cannot use the certificate's key at all (e.g. RSA 1024).
+    Auto {
+        legacy: Arc<LegacyContext>,
+        modern: Option<Arc<ModernContext>>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error(transparent)]
+    Legacy(#[from] legacy::LegacyError),
+    #[error("{0}")]
+    Modern(String),
+}
+
+impl ServerTls {
+    pub fn build(cert: &LoadedCert, profile: &Profile) -> Result<ServerTls, TlsSetupError> {
+        Ok(match profile.engine {
+            EngineKind::Legacy => ServerTls::Legacy(Arc::new(LegacyContext::build(cert, profile)?)),
+            EngineKind::Modern => ServerTls::Modern(Arc::new(
+                ModernContext::build(cert, profile).map_err(TlsSetupError::Modern)?,
+            )),
+            EngineKind::Auto => ServerTls::Auto {
+                legacy: Arc::new(LegacyContext::build(cert, profile)?),
+                modern: ModernContext::build(cert, profile).ok().map(Arc::new),
+            },
+        })
+    }
+
+    /// The engine that will handle this hello.
+    pub fn engine_for(&self, hello: &ClientHello) -> Engine {
+        match self {
+            ServerTls::Legacy(_) => Engine::Legacy,
+            ServerTls::Modern(_) => Engine::Modern,
+            ServerTls::Auto { modern, .. } => match modern {
+                Some(m) if m.can_serve(hello) => Engine::Modern,
+                _ => Engine::Legacy,
+            },
+        }
+    }
+
+    /// Run the handshake on the engine chosen for `hello`.
+    pub async fn accept<S>(&self, hello: &ClientHello, io: S) -> Result<TlsStream<S>, (Engine, String)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let engine = self.engine_for(hello);
+        let (legacy, modern) = match self {
+            ServerTls::Legacy(l) => (Some(l), None),
+            ServerTls::Modern(m) => (None, Some(m)),
+            ServerTls::Auto { legacy, modern } => (Some(legacy), modern.as_ref()),
+        };
+        match (engine, legacy, modern) {
+            (Engine::Modern, _, Some(m)) => m
+                .accept(io)
+                .await
+                .map(|s| TlsStream::Modern(Box::new(s)))
+                .map_err(|e| (Engine::Modern, e)),
+            (Engine::Legacy, Some(l), _) => l
+                .accept(io)
+                .await
+                .map(|s| TlsStream::Legacy(Box::new(s)))
+                .map_err(|e| (Engine::Legacy, e)),
+            _ => Err((engine, "no context for the chosen engine".to_string())),
+        }
+    }
+}
+
+/// An established TLS connection from either engine.
+#[derive(Debug)]
+pub enum TlsStream<S> {
+    Legacy(Box<tokio_openssl::SslStream<S>>),
+    Modern(Box<tokio_rustls::server::TlsStream<S>>),
+}
+
+impl<S> TlsStream<S> {
+    pub fn engine(&self) -> Engine {
+        match self {
+            TlsStream::Legacy(_) => Engine::Legacy,
+            TlsStream::Modern(_) => Engine::Modern,
+        }
+    }
+
+    /// Negotiated protocol version, e.g. "tls1.0" (the names used in the config).
+    pub fn version(&self) -> &'static str {
+        match self {
+            TlsStream::Legacy(s) => match s.ssl().version_str() {
+                "SSLv3" => "ssl3",
+                "TLSv1" => "tls1.0",
+                "TLSv1.1" => "tls1.1",
+                "TLSv1.2" => "tls1.2",
+                "TLSv1.3" => "tls1.3",
+                _ => "unknown",
+            },
+            TlsStream::Modern(s) => match s.get_ref().1.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_2) => "tls1.2",
+                Some(rustls::ProtocolVersion::TLSv1_3) => "tls1.3",
+                _ => "unknown",
+            },
+        }
+    }
+
+    /// Negotiated cipher: OpenSSL's name for legacy, the IANA name for rustls.
+    pub fn cipher(&self) -> String {
+        match self {
+            TlsStream::Legacy(s) => s
+                .ssl()
+                .current_cipher()
+                .map(|c| c.name().to_string())
+                .unwrap_or_default(),
+            TlsStream::Modern(s) => s
+                .get_ref()
+                .1
+                .negotiated_cipher_suite()
+                .and_then(|c| c.suite().as_str())
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

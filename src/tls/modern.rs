@@ -1,0 +1,113 @@
+//! The modern engine: rustls (ring provider), TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+
+use std::sync::Arc;
+
+use rustls::server::{ClientHello as RustlsHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{ServerConfig, SignatureAlgorithm, SupportedCipherSuite};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::certs::LoadedCert;
+use crate::config::{Profile, TlsVersion};
+use crate::hello::{ClientHello, ProtocolVersion};
+
+/// A rustls server config for one (certificate, profile) pair.
+pub struct ModernContext {
+    acceptor: TlsAcceptor,
+    suites: Vec<SupportedCipherSuite>,
+    key_algorithm: SignatureAlgorithm,
+    tls12: bool,
+    tls13: bool,
+}
+
+#[derive(Debug)]
+struct OneCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OneCert {
+    fn resolve(&self, _hello: RustlsHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+impl std::fmt::Debug for ModernContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModernContext")
+            .field("tls12", &self.tls12)
+            .field("tls13", &self.tls13)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModernContext {
+    /// `Err` says why rustls cannot serve this pair (e.g. a 1024-bit RSA key).
+    pub fn build(cert: &LoadedCert, profile: &Profile) -> Result<ModernContext, String> {
+        let key = cert.rustls.as_ref().map_err(Clone::clone)?.clone();
+        let versions = profile.modern_versions();
+        let tls12 = versions.contains(&TlsVersion::Tls12);
+        let tls13 = versions.contains(&TlsVersion::Tls13);
+        let mut protocol_versions = Vec::new();
+        if tls12 {
+            protocol_versions.push(&rustls::version::TLS12);
+        }
+        if tls13 {
+            protocol_versions.push(&rustls::version::TLS13);
+        }
+        if protocol_versions.is_empty() {
+            return Err(format!(
+                "profile '{}' leaves no version for rustls (tls1.2, tls1.3)",
+                profile.name
+            ));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let suites = provider.cipher_suites.clone();
+        let mut config = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&protocol_versions)
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(OneCert(key.clone())));
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let key_algorithm = key.key.algorithm();
+        Ok(ModernContext {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            suites,
+            key_algorithm,
+            tls12,
+            tls13,
+        })
+    }
+
+    /// Whether rustls can complete a handshake for this hello: it offers a version this context
+    /// serves and a cipher suite that works with the certificate's key.
+    pub fn can_serve(&self, hello: &ClientHello) -> bool {
+        if hello.format != crate::hello::HelloFormat::Tls {
+            return false;
+        }
+        let max = hello.max_version();
+        let offers13 = self.tls13 && hello.supported_versions.contains(&ProtocolVersion::TLS1_3);
+        let offers12 = self.tls12 && max >= ProtocolVersion::TLS1_2;
+        self.suites.iter().any(|s| {
+            let code = u16::from(s.suite());
+            if !hello.offers_cipher(code) {
+                return false;
+            }
+            let version_ok = match s {
+                SupportedCipherSuite::Tls13(_) => offers13,
+                SupportedCipherSuite::Tls12(_) => offers12,
+            };
+            version_ok && s.usable_for_signature_algorithm(self.key_algorithm)
+        })
+    }
+
+    pub async fn accept<S>(&self, io: S) -> Result<TlsStream<S>, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.acceptor.accept(io).await.map_err(|e| match e.get_ref() {
+            Some(inner) => inner.to_string(),
+            None => e.to_string(),
+        })
+    }
+}
+

@@ -1,0 +1,273 @@
+//! Shared test harness: generated PKI, an in-process provgate on loopback, a sample backend,
+//! real TLS clients (OpenSSL for legacy, rustls for modern) and captured logs.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::X509;
+use provgate::pki::{self, Ca, CertSpec};
+use provgate::server::{self, Running};
+use provgate::snapshot::Snapshot;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+// ---------------------------------------------------------------- logs
+
+#[derive(Clone, Default)]
+pub struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        std::io::stderr().write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Install (once per test binary) a subscriber that keeps every log line.
+pub fn logs() -> LogBuf {
+    static LOGS: OnceLock<LogBuf> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = LogBuf::default();
+        let writer = buf.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("debug,pingora=info,pingora_core=info,pingora_proxy=info,hyper=info")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buf
+    })
+    .clone()
+}
+
+impl LogBuf {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Wait (bounded) until a line containing every needle appears; returns that line.
+    pub async fn wait_for(&self, needles: &[&str]) -> String {
+        for _ in 0..200 {
+            if let Some(line) = self
+                .text()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return line.to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("no log line with {needles:?}");
+    }
+}
+
+// ---------------------------------------------------------------- PKI
+
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A CA written to `<stem>-ca.pem`.
+    pub fn ca(&self, stem: &str, cn: &str) -> Ca {
+        let ca = Ca::new(cn, "provgate tests").unwrap();
+        std::fs::write(self.path(&format!("{stem}-ca.pem")), ca.cert_pem().unwrap()).unwrap();
+        ca
+    }
+
+    /// Issue a certificate and write `<stem>.pem` / `<stem>.key`.
+    pub fn issue(&self, ca: &Ca, stem: &str, spec: &CertSpec<'_>) -> X509 {
+        let (cert, key) = ca.issue(spec).unwrap();
+        pki::write_pair(self.dir.path(), stem, &cert, &key).unwrap();
+        cert
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+// ---------------------------------------------------------------- servers
+
+pub struct Harness {
+    pub running: Running,
+    pub pki: Pki,
+}
+
+impl Harness {
+    /// Write `yaml` as config.yaml next to the PKI files, load it as the binary does, start.
+    pub async fn start(pki: Pki, yaml: &str) -> Harness {
+        logs();
+        let path = pki.write("config.yaml", yaml);
+        let snapshot = Snapshot::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
+        let running = server::start(snapshot).await.unwrap();
+        Harness { running, pki }
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.running.addrs(listener)[0]
+    }
+}
+
+/// The sample backend on an ephemeral port.
+pub async fn backend() -> SocketAddr {
+    provgate::sample_backend::spawn("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+        .0
+}
+
+/// An address nothing listens on (bound, then released).
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A backend that accepts connections and never answers.
+pub async fn stalled_backend() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+// ---------------------------------------------------------------- clients
+
+/// An OpenSSL client shaped like an old device: version range, cipher list, optional SNI.
+#[derive(Clone)]
+pub struct Legacy<'a> {
+    pub min: SslVersion,
+    pub max: SslVersion,
+    pub ciphers: &'a str,
+    pub sni: Option<&'a str>,
+    pub ca: Option<&'a Path>,
+}
+
+impl Default for Legacy<'_> {
+    fn default() -> Self {
+        Legacy {
+            min: SslVersion::TLS1,
+            max: SslVersion::TLS1,
+            ciphers: "AES256-SHA:AES128-SHA",
+            sni: None,
+            ca: None,
+        }
+    }
+}
+
+pub type LegacyStream = tokio_openssl::SslStream<TcpStream>;
+
+impl Legacy<'_> {
+    pub async fn connect(&self, addr: SocketAddr) -> Result<LegacyStream, String> {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        b.set_security_level(0);
+        b.clear_options(openssl::ssl::SslOptions::NO_SSLV3);
+        b.set_min_proto_version(Some(self.min)).unwrap();
+        b.set_max_proto_version(Some(self.max)).unwrap();
+        b.set_cipher_list(self.ciphers).unwrap();
+        match self.ca {
+            Some(ca) => b.set_ca_file(ca).unwrap(),
+            None => b.set_verify(SslVerifyMode::NONE),
+        }
+        let connector = b.build();
+        let mut cfg = connector.configure().unwrap();
+        cfg.set_verify_hostname(false);
+        cfg.set_use_server_name_indication(self.sni.is_some());
+        let ssl = cfg.into_ssl(self.sni.unwrap_or("unused")).unwrap();
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+        Pin::new(&mut s).connect().await.map_err(|e| e.to_string())?;
+        Ok(s)
+    }
+}
+
+/// The CN of the certificate the server presented.
+pub fn peer_cn(s: &LegacyStream) -> String {
+    let cert = s.ssl().peer_certificate().unwrap();
+    cert.subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .unwrap()
+        .data()
+        .to_string()
+        .unwrap()
+}
+
+pub type ModernStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// A rustls client trusting `ca`, sending SNI `name` (or none).
+pub async fn modern(
+    addr: SocketAddr,
+    ca: &Path,
+    name: &str,
+    send_sni: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<ModernStream, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for c in X509::stack_from_pem(&pem).unwrap() {
+        roots
+            .add(rustls_pki_types::CertificateDer::from(c.to_der().unwrap()))
+            .unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.enable_sni = send_sni;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let server_name = rustls_pki_types::ServerName::try_from(name.to_string()).unwrap();
+    connector
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One HTTP/1.1 request (`Connection: close`); returns (status, body).
+pub async fn get<S>(stream: &mut S, path: &str, extra_headers: &str) -> (u16, String)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: prov.test\r\nUser-Agent: Cisco/SPA508G-7.4.8a (0002FDFF2103)\r\n{extra_headers}Connection: close\r\n\r\n"
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    // Peers may end without close_notify; what was read is what counts.
+    let _ = stream.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
