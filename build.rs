@@ -8,7 +8,10 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(provgate_no_ssl3)");
     println!("cargo:rerun-if-env-changed=DEP_OPENSSL_CONF");
     let conf = std::env::var("DEP_OPENSSL_CONF").unwrap_or_default();
-    if conf.split(',').any(|c| c == "OPENSSL_NO_SSL3_METHOD" || c == "OPENSSL_NO_SSL3") {
+    if conf
+        .split(',')
+        .any(|c| c == "OPENSSL_NO_SSL3_METHOD" || c == "OPENSSL_NO_SSL3")
+    {
         println!("cargo:rustc-cfg=provgate_no_ssl3");
     }
 }

@@ -71,7 +71,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("provgate: cannot start the async runtime: {e}");
@@ -138,20 +141,23 @@ pub fn check_report(s: &Snapshot) -> String {
                     .and_then(|rt| {
                         std::iter::once(&rt.default)
                             .chain(rt.routes.iter().map(|(_, r)| r))
-                            .find(|r| *r.name == *name || (name == "(default)" && *r.name == *l.name))
+                            .find(|r| {
+                                *r.name == *name || (name == "(default)" && *r.name == *l.name)
+                            })
                     })
                     .map(|r| r.tls.clone());
                 let versions: Vec<&str> = p.versions.iter().map(|v| v.name()).collect();
                 let engines = match tls.as_deref() {
                     Some(ServerTls::Legacy(_)) => "legacy (OpenSSL)".to_string(),
                     Some(ServerTls::Modern(_)) => "modern (rustls)".to_string(),
-                    Some(ServerTls::Auto { modern: Some(_), .. }) => {
+                    Some(ServerTls::Auto {
+                        modern: Some(_), ..
+                    }) => {
                         "auto (rustls for TLS 1.2+ hellos it can serve, else OpenSSL)".to_string()
                     }
-                    Some(ServerTls::Auto { modern: None, .. }) => format!(
-                        "auto, but OpenSSL only: {}",
-                        c_reason(s, &t.certificate)
-                    ),
+                    Some(ServerTls::Auto { modern: None, .. }) => {
+                        format!("auto, but OpenSSL only: {}", c_reason(s, &t.certificate))
+                    }
                     None => "?".to_string(),
                 };
                 let _ = writeln!(
@@ -166,10 +172,17 @@ pub fn check_report(s: &Snapshot) -> String {
                     } else {
                         format!("DHE fixed {}-bit group", p.dh_bits)
                     };
-                    let _ = writeln!(out, "    OpenSSL ciphers (server order): {}; {dh}", p.ciphers);
+                    let _ = writeln!(
+                        out,
+                        "    OpenSSL ciphers (server order): {}; {dh}",
+                        p.ciphers
+                    );
                 }
                 if p.engine != crate::config::EngineKind::Legacy {
-                    let _ = writeln!(out, "    rustls: TLS 1.3 and TLS 1.2 ECDHE AEAD suites (ring defaults)");
+                    let _ = writeln!(
+                        out,
+                        "    rustls: TLS 1.3 and TLS 1.2 ECDHE AEAD suites (ring defaults)"
+                    );
                 }
             }
         }

@@ -56,10 +56,11 @@ pub async fn serve(
         }
     };
     let limit = listener.handshake_timeout;
-    let established = match tokio::time::timeout(limit, establish(tcp, peer, local, &listener)).await {
-        Ok(r) => r,
-        Err(_) => Err((ConnError::Timeout(limit), None)),
-    };
+    let established =
+        match tokio::time::timeout(limit, establish(tcp, peer, local, &listener)).await {
+            Ok(r) => r,
+            Err(_) => Err((ConnError::Timeout(limit), None)),
+        };
     let stream = match established {
         Ok(s) => s,
         Err((e, hello)) => {
@@ -103,7 +104,9 @@ async fn establish(
         .clone();
     let tls = match route.tls.accept(&hello, Replay::new(bytes, tcp)).await {
         Ok(tls) => tls,
-        Err((engine, reason)) => return Err((ConnError::Handshake { engine, reason }, Some(hello))),
+        Err((engine, reason)) => {
+            return Err((ConnError::Handshake { engine, reason }, Some(hello)))
+        }
     };
     let info = ConnInfo {
         listener: listener.name.clone(),

@@ -87,7 +87,9 @@ listeners:
 
 /// Run the demo until Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
-    let dir = tempfile::Builder::new().prefix("provgate-demo-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("provgate-demo-")
+        .tempdir()?;
     let (backend, _backend_task) = sample_backend::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .context("starting the sample backend")?;
@@ -108,11 +110,26 @@ fn instructions(dir: &Path, running: &server::Running, backend: SocketAddr) -> S
     let d = dir.display();
     let path = format!("/spa{DEMO_MAC}.cfg");
     let mut s = String::new();
-    let _ = writeln!(s, "provgate demo is running. Files (CAs, certificates, config): {d}");
-    let _ = writeln!(s, "  listener sipura   127.0.0.1:{legacy}  legacy (OpenSSL)  Sipura demo CA, RSA 1024");
-    let _ = writeln!(s, "  listener cisco2k  127.0.0.1:{modern}  modern (rustls)   Cisco 2k demo CA");
-    let _ = writeln!(s, "  listener mixed    127.0.0.1:{mixed}  auto (both)       Cisco SB demo CA");
-    let _ = writeln!(s, "  backend           {backend}  sample provisioning server");
+    let _ = writeln!(
+        s,
+        "provgate demo is running. Files (CAs, certificates, config): {d}"
+    );
+    let _ = writeln!(
+        s,
+        "  listener sipura   127.0.0.1:{legacy}  legacy (OpenSSL)  Sipura demo CA, RSA 1024"
+    );
+    let _ = writeln!(
+        s,
+        "  listener cisco2k  127.0.0.1:{modern}  modern (rustls)   Cisco 2k demo CA"
+    );
+    let _ = writeln!(
+        s,
+        "  listener mixed    127.0.0.1:{mixed}  auto (both)       Cisco SB demo CA"
+    );
+    let _ = writeln!(
+        s,
+        "  backend           {backend}  sample provisioning server"
+    );
     if let Some(admin) = running.admin_addr() {
         let _ = writeln!(s, "  admin             {admin}  /healthz /readyz");
     }

@@ -1,7 +1,10 @@
 //! TEMPORARY STUB (replaced by the real parser).
 pub const MAX_HELLO_BYTES: usize = 16 * 1024 + 5 + 2048;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HelloFormat { Tls, Sslv2 }
+pub enum HelloFormat {
+    Tls,
+    Sslv2,
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ProtocolVersion(pub u16);
 impl ProtocolVersion {
@@ -12,7 +15,9 @@ impl ProtocolVersion {
     pub const TLS1_3: Self = Self(0x0304);
 }
 impl std::fmt::Display for ProtocolVersion {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "0x{:04x}", self.0) }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:04x}", self.0)
+    }
 }
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientHello {
@@ -32,16 +37,32 @@ pub struct ClientHello {
     pub wire_len: usize,
 }
 impl ClientHello {
-    pub fn max_version(&self) -> ProtocolVersion { self.client_version }
-    pub fn offers_cipher(&self, suite: u16) -> bool { self.cipher_suites.contains(&suite) }
+    pub fn max_version(&self) -> ProtocolVersion {
+        self.client_version
+    }
+    pub fn offers_cipher(&self, suite: u16) -> bool {
+        self.cipher_suites.contains(&suite)
+    }
 }
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parse { Incomplete { needed: Option<usize> }, Parsed(ClientHello), NotTls(NotTls) }
+pub enum Parse {
+    Incomplete { needed: Option<usize> },
+    Parsed(ClientHello),
+    NotTls(NotTls),
+}
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NotTls { PlainHttp }
+pub enum NotTls {
+    PlainHttp,
+}
 impl std::fmt::Display for NotTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("plain HTTP") }
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("plain HTTP")
+    }
 }
 impl std::error::Error for NotTls {}
-pub fn parse(_buf: &[u8]) -> Parse { Parse::Incomplete { needed: None } }
-pub fn cipher_name(_suite: u16) -> Option<&'static str> { None }
+pub fn parse(_buf: &[u8]) -> Parse {
+    Parse::Incomplete { needed: None }
+}
+pub fn cipher_name(_suite: u16) -> Option<&'static str> {
+    None
+}

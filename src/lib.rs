@@ -30,6 +30,6 @@ pub mod proxy;
 pub mod route;
 pub mod sample_backend;
 pub mod server;
-pub mod sniff;
 pub mod snapshot;
+pub mod sniff;
 pub mod tls;

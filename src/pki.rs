@@ -99,7 +99,13 @@ fn build(
     b.set_not_after(&not_after)?;
     if spec.is_ca {
         b.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-        b.append_extension(KeyUsage::new().critical().key_cert_sign().crl_sign().build()?)?;
+        b.append_extension(
+            KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build()?,
+        )?;
     } else {
         b.append_extension(BasicConstraints::new().build()?)?;
     }
@@ -162,7 +168,8 @@ pub fn write_pair(
     std::fs::write(&chain, cert.to_pem().map_err(std::io::Error::other)?)?;
     std::fs::write(
         &keyf,
-        key.private_key_to_pem_pkcs8().map_err(std::io::Error::other)?,
+        key.private_key_to_pem_pkcs8()
+            .map_err(std::io::Error::other)?,
     )?;
     Ok((chain, keyf))
 }

@@ -44,7 +44,8 @@ impl RouteMatch {
         (self.local.is_empty() || self.local.iter().any(|n| n.contains(&local)))
             && (self.source.is_empty() || self.source.iter().any(|n| n.contains(&source)))
             && (self.sni.is_empty()
-                || c.sni.is_some_and(|sni| self.sni.iter().any(|p| p.matches(sni))))
+                || c.sni
+                    .is_some_and(|sni| self.sni.iter().any(|p| p.matches(sni))))
     }
 }
 

@@ -38,8 +38,11 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<(SocketAddr, JoinHandle<
 /// The 12 lower-case hex digits of a `/spa<mac>.cfg` path.
 pub fn mac_in_path(path: &str) -> Option<&str> {
     let mac = path.strip_prefix("/spa")?.strip_suffix(".cfg")?;
-    (mac.len() == 12 && mac.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-        .then_some(mac)
+    (mac.len() == 12
+        && mac
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(mac)
 }
 
 fn respond(req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -60,7 +63,10 @@ fn respond(req: &Request<Incoming>) -> Response<Full<Bytes>> {
                  <Profile_Rule>https://$D/spa$MA.cfg</Profile_Rule>\n</flat-profile>\n{seen}"
             ),
         ),
-        None => (StatusCode::NOT_FOUND, format!("no profile at {path}\n{seen}")),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no profile at {path}\n{seen}"),
+        ),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;

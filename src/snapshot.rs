@@ -31,7 +31,10 @@ impl Snapshot {
         let mut contexts: HashMap<(String, String), Arc<ServerTls>> = HashMap::new();
         let mut listeners = HashMap::new();
         for (i, l) in config.listeners.iter().enumerate() {
-            let mut build = |key: String, name: &str, t: &Target| -> Result<Arc<RouteRt>, ConfigError> {
+            let mut build = |key: String,
+                             name: &str,
+                             t: &Target|
+             -> Result<Arc<RouteRt>, ConfigError> {
                 let pair = (t.certificate.clone(), t.profile.clone());
                 let tls = match contexts.get(&pair) {
                     Some(tls) => tls.clone(),
@@ -58,10 +61,9 @@ impl Snapshot {
                         tls
                     }
                 };
-                let backend = config
-                    .backends
-                    .get(&t.backend)
-                    .ok_or_else(|| ConfigError::invalid(&file, key.clone(), "unresolved backend"))?;
+                let backend = config.backends.get(&t.backend).ok_or_else(|| {
+                    ConfigError::invalid(&file, key.clone(), "unresolved backend")
+                })?;
                 Ok(Arc::new(RouteRt {
                     name: Arc::from(name),
                     certificate: t.certificate.clone(),

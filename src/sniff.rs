@@ -37,7 +37,9 @@ where
         let room = hello::MAX_HELLO_BYTES.saturating_sub(buf.len());
         if room == 0 {
             // parse() reports oversized input itself; this is a second fence.
-            return Err(SniffError::Io(io::Error::other("ClientHello exceeds the size cap")));
+            return Err(SniffError::Io(io::Error::other(
+                "ClientHello exceeds the size cap",
+            )));
         }
         buf.reserve(room.min(4096));
         let n = (&mut *io).take(room as u64).read_buf(&mut buf).await?;

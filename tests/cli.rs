@@ -57,11 +57,20 @@ fn check_prints_listeners_certificates_and_engines() {
     let path = pki.write("ok.yaml", &config(8443, |s| s));
     let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("listener sipura  bind 127.0.0.1:8443"), "{out}");
+    assert!(
+        out.contains("listener sipura  bind 127.0.0.1:8443"),
+        "{out}"
+    );
     assert!(out.contains("CN=prov.sipura.test"), "{out}");
-    assert!(out.contains("issuer O=provgate tests, CN=Sipura CA (test)"), "{out}");
+    assert!(
+        out.contains("issuer O=provgate tests, CN=Sipura CA (test)"),
+        "{out}"
+    );
     assert!(out.contains("key RSA 1024"), "{out}");
-    assert!(out.contains("engine legacy (OpenSSL); versions tls1.0, tls1.1, tls1.2"), "{out}");
+    assert!(
+        out.contains("engine legacy (OpenSSL); versions tls1.0, tls1.1, tls1.2"),
+        "{out}"
+    );
     assert!(out.contains("AES256-SHA:AES128-SHA"), "{out}");
 }
 
@@ -75,12 +84,16 @@ fn bad_configs_exit_64_naming_the_problem_and_bind_nothing() {
     let cases: Vec<(&str, String, &[&str])> = vec![
         (
             "unknown key",
-            config(port, |s| s.replace("    tls: legacy", "    tls: legacy\n    tls_profle: x")),
+            config(port, |s| {
+                s.replace("    tls: legacy", "    tls: legacy\n    tls_profle: x")
+            }),
             &["listeners[0]", "unknown field `tls_profle`"],
         ),
         (
             "missing file",
-            config(port, |s| s.replace("chain: sipura.pem", "chain: missing.pem")),
+            config(port, |s| {
+                s.replace("chain: sipura.pem", "chain: missing.pem")
+            }),
             &["certificates.sipura", "missing.pem", "cannot read"],
         ),
         (
@@ -90,7 +103,9 @@ fn bad_configs_exit_64_naming_the_problem_and_bind_nothing() {
         ),
         (
             "missing certificate name",
-            config(port, |s| s.replace("certificate: sipura", "certificate: nope")),
+            config(port, |s| {
+                s.replace("certificate: sipura", "certificate: nope")
+            }),
             &["listeners[0].certificate", "no certificate named 'nope'"],
         ),
         (
@@ -113,7 +128,9 @@ fn bad_configs_exit_64_naming_the_problem_and_bind_nothing() {
         ),
         (
             "bad duration",
-            config(port, |s| s.replace("connect_timeout: 1s", "connect_timeout: soon")),
+            config(port, |s| {
+                s.replace("connect_timeout: 1s", "connect_timeout: soon")
+            }),
             &["backends.prov.connect_timeout"],
         ),
     ];
@@ -137,7 +154,9 @@ fn bad_configs_exit_64_naming_the_problem_and_bind_nothing() {
 fn a_key_never_appears_in_errors() {
     let pki = pki();
     // Point the chain at the key file: the error must not echo the key.
-    let yaml = config(8443, |s| s.replace("chain: sipura.pem", "chain: sipura.key"));
+    let yaml = config(8443, |s| {
+        s.replace("chain: sipura.pem", "chain: sipura.key")
+    });
     let path = pki.write("bad.yaml", &yaml);
     let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 64);
@@ -179,7 +198,14 @@ async fn demo_serves_its_printed_listeners_and_stops_on_ctrl_c() {
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("listener {name} ")))
             .unwrap_or_else(|| panic!("no listener {name} in {text}"));
-        line.split_whitespace().nth(2).unwrap().rsplit(':').next().unwrap().parse().unwrap()
+        line.split_whitespace()
+            .nth(2)
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     let dir = text
         .lines()
@@ -219,8 +245,18 @@ async fn demo_serves_its_printed_listeners_and_stops_on_ctrl_c() {
     assert_eq!(get(&mut m, "/spa000e08abcdef.cfg", "").await.0, 200);
 
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "demo exit: {status:?}");
-    assert!(!std::path::Path::new(&dir).exists(), "demo left {dir} behind");
+    assert!(
+        !std::path::Path::new(&dir).exists(),
+        "demo left {dir} behind"
+    );
 }

@@ -19,7 +19,11 @@ fn two_families() -> Pki {
     let pki = Pki::new();
     let sipura = pki.ca("sipura", "Sipura CA (test)");
     let cisco = pki.ca("cisco2k", "Cisco 2k CA (test)");
-    pki.issue(&sipura, "sipura", &CertSpec::legacy_server("prov.sipura.test"));
+    pki.issue(
+        &sipura,
+        "sipura",
+        &CertSpec::legacy_server("prov.sipura.test"),
+    );
     pki.issue(&cisco, "cisco2k", &CertSpec::server("prov.cisco2k.test"));
     pki.issue(&cisco, "special", &CertSpec::server("special.test"));
     pki
@@ -74,7 +78,11 @@ listeners:
     let client = Legacy::default();
 
     let a = client.connect(h.addr("a")).await.unwrap();
-    assert_eq!(peer_cn(&a), "prov.sipura.test", "no SNI -> listener default");
+    assert_eq!(
+        peer_cn(&a),
+        "prov.sipura.test",
+        "no SNI -> listener default"
+    );
     let b = client.connect(h.addr("b")).await.unwrap();
     assert_eq!(peer_cn(&b), "prov.cisco2k.test", "other address, other CA");
 
@@ -82,12 +90,18 @@ listeners:
         sni: Some("special.test"),
         ..client.clone()
     };
-    assert_eq!(peer_cn(&sni.connect(h.addr("a")).await.unwrap()), "special.test");
+    assert_eq!(
+        peer_cn(&sni.connect(h.addr("a")).await.unwrap()),
+        "special.test"
+    );
     let wild = Legacy {
         sni: Some("x.wild.test"),
         ..client.clone()
     };
-    assert_eq!(peer_cn(&wild.connect(h.addr("a")).await.unwrap()), "special.test");
+    assert_eq!(
+        peer_cn(&wild.connect(h.addr("a")).await.unwrap()),
+        "special.test"
+    );
     let other = Legacy {
         sni: Some("other.test"),
         ..client.clone()
@@ -100,7 +114,10 @@ listeners:
 
     let c = h.running.addrs("c");
     assert_eq!(c[0].ip().to_string(), "127.0.0.2");
-    assert_eq!(peer_cn(&client.connect(c[0]).await.unwrap()), "prov.sipura.test");
+    assert_eq!(
+        peer_cn(&client.connect(c[0]).await.unwrap()),
+        "prov.sipura.test"
+    );
     assert_eq!(
         peer_cn(&client.connect(c[1]).await.unwrap()),
         "prov.cisco2k.test",
@@ -138,7 +155,11 @@ listeners:
 #[tokio::test]
 async fn tls10_dhe_first_client_gets_aes256_sha_and_backend_sees_forwarding_headers() {
     let backend = backend().await;
-    let h = Harness::start(two_families(), &legacy_only(backend, "sipura", "", "legacy")).await;
+    let h = Harness::start(
+        two_families(),
+        &legacy_only(backend, "sipura", "", "legacy"),
+    )
+    .await;
     let addr = h.addr("legacy");
     let spa = Legacy {
         // Firmware 2.0 order: DHE first.
@@ -156,7 +177,10 @@ async fn tls10_dhe_first_client_gets_aes256_sha_and_backend_sees_forwarding_head
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("<Station_Name>spa-000e08abcdef</Station_Name>"), "{body}");
+    assert!(
+        body.contains("<Station_Name>spa-000e08abcdef</Station_Name>"),
+        "{body}"
+    );
     assert!(body.contains("seen x-forwarded-for: 127.0.0.1 "), "{body}");
     assert!(body.contains("seen x-real-ip: 127.0.0.1 "), "{body}");
     assert!(body.contains("seen x-forwarded-proto: https "), "{body}");
@@ -164,7 +188,10 @@ async fn tls10_dhe_first_client_gets_aes256_sha_and_backend_sees_forwarding_head
         body.contains(&format!("seen x-forwarded-port: {} ", addr.port())),
         "{body}"
     );
-    assert!(!body.contains("6.6.6.6"), "client's forwarding headers must be dropped: {body}");
+    assert!(
+        !body.contains("6.6.6.6"),
+        "client's forwarding headers must be dropped: {body}"
+    );
     assert!(!body.contains("x-forwarded-proto: http "), "{body}");
 }
 
@@ -172,13 +199,20 @@ async fn tls10_dhe_first_client_gets_aes256_sha_and_backend_sees_forwarding_head
 async fn dhe_only_client_gets_a_group_of_at_most_1024_bits() {
     let backend = backend().await;
     // cisco2k has a 2048-bit RSA key: automatic DH sizing would pick 2048.
-    let h = Harness::start(two_families(), &legacy_only(backend, "cisco2k", "", "legacy")).await;
+    let h = Harness::start(
+        two_families(),
+        &legacy_only(backend, "cisco2k", "", "legacy"),
+    )
+    .await;
     let client = Legacy {
         ciphers: "DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA",
         ..Legacy::default()
     };
     let mut s = client.connect(h.addr("legacy")).await.unwrap();
-    assert_eq!(s.ssl().current_cipher().unwrap().name(), "DHE-RSA-AES256-SHA");
+    assert_eq!(
+        s.ssl().current_cipher().unwrap().name(),
+        "DHE-RSA-AES256-SHA"
+    );
     let dh = s.ssl().peer_tmp_key().unwrap();
     assert_eq!(dh.id(), openssl::pkey::Id::DH);
     assert!(dh.bits() <= 1024, "DH group of {} bits", dh.bits());
@@ -189,7 +223,11 @@ async fn dhe_only_client_gets_a_group_of_at_most_1024_bits() {
 async fn dh_bits_zero_refuses_a_dhe_only_client() {
     let backend = backend().await;
     let profiles = "tls_profiles:\n  nodhe:\n    base: legacy\n    dh_bits: 0\n";
-    let h = Harness::start(two_families(), &legacy_only(backend, "sipura", profiles, "nodhe")).await;
+    let h = Harness::start(
+        two_families(),
+        &legacy_only(backend, "sipura", profiles, "nodhe"),
+    )
+    .await;
     let client = Legacy {
         ciphers: "DHE-RSA-AES256-SHA",
         ..Legacy::default()
@@ -223,7 +261,11 @@ fn sslv2_hello() -> Vec<u8> {
 #[tokio::test]
 async fn sslv2_format_hello_is_answered_with_a_tls10_server_hello() {
     let backend = backend().await;
-    let h = Harness::start(two_families(), &legacy_only(backend, "sipura", "", "legacy")).await;
+    let h = Harness::start(
+        two_families(),
+        &legacy_only(backend, "sipura", "", "legacy"),
+    )
+    .await;
     let mut tcp = TcpStream::connect(h.addr("legacy")).await.unwrap();
     tcp.write_all(&sslv2_hello()).await.unwrap();
     let mut head = [0u8; 11];
@@ -240,8 +282,7 @@ async fn sslv2_format_hello_is_answered_with_a_tls10_server_hello() {
 #[tokio::test]
 async fn ssl3_only_where_a_profile_lists_it() {
     let backend = backend().await;
-    let profiles =
-        "tls_profiles:\n  pap2:\n    base: legacy\n    versions: [ssl3, tls1.0]\n";
+    let profiles = "tls_profiles:\n  pap2:\n    base: legacy\n    versions: [ssl3, tls1.0]\n";
     let yaml = format!(
         r#"{}
 {profiles}
@@ -292,9 +333,15 @@ async fn modern_listener_serves_tls13_with_rustls_and_refuses_old_versions() {
     let h = Harness::start(two_families(), &modern_config(backend, "modern")).await;
     let addr = h.addr("l");
     let ca = h.pki.path("cisco2k-ca.pem");
-    let mut s = modern(addr, &ca, "prov.cisco2k.test", true, &[&rustls::version::TLS13])
-        .await
-        .unwrap();
+    let mut s = modern(
+        addr,
+        &ca,
+        "prov.cisco2k.test",
+        true,
+        &[&rustls::version::TLS13],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
@@ -320,16 +367,27 @@ async fn auto_listener_serves_tls13_via_rustls_and_tls10_via_openssl_on_one_port
     let h = Harness::start(two_families(), &modern_config(backend, "auto")).await;
     let addr = h.addr("l");
     let ca = h.pki.path("cisco2k-ca.pem");
-    let mut s = modern(addr, &ca, "prov.cisco2k.test", true, &[&rustls::version::TLS13])
-        .await
-        .unwrap();
+    let mut s = modern(
+        addr,
+        &ca,
+        "prov.cisco2k.test",
+        true,
+        &[&rustls::version::TLS13],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
     assert_eq!(get(&mut s, MAC_PATH, "").await.0, 200);
     let log = logs()
-        .wait_for(&["handshake done", "engine=\"modern\"", "version=\"tls1.3\"", &format!("local={addr}")])
+        .wait_for(&[
+            "handshake done",
+            "engine=\"modern\"",
+            "version=\"tls1.3\"",
+            &format!("local={addr}"),
+        ])
         .await;
     assert!(log.contains("listener=l"), "{log}");
 
@@ -343,7 +401,12 @@ async fn auto_listener_serves_tls13_via_rustls_and_tls10_via_openssl_on_one_port
     assert_eq!(old.ssl().version_str(), "TLSv1");
     assert_eq!(get(&mut old, MAC_PATH, "").await.0, 200);
     logs()
-        .wait_for(&["handshake done", "engine=\"legacy\"", "version=\"tls1.0\"", &format!("local={addr}")])
+        .wait_for(&[
+            "handshake done",
+            "engine=\"legacy\"",
+            "version=\"tls1.0\"",
+            &format!("local={addr}"),
+        ])
         .await;
 }
 
@@ -411,7 +474,10 @@ listeners:
     let mut s = client.connect(h.addr("stalled")).await.unwrap();
     assert_eq!(get(&mut s, MAC_PATH, "").await.0, 504);
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(450), "504 before the read timeout: {took:?}");
+    assert!(
+        took >= Duration::from_millis(450),
+        "504 before the read timeout: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "504 took {took:?}");
     logs().wait_for(&["request failed", "status=504"]).await;
 }
@@ -449,7 +515,9 @@ listeners:
     // Plain HTTP on a TLS port: closed at once.
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let peer = tcp.local_addr().unwrap().to_string();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
     closed_by_server(tcp).await;
     let line = logs().wait_for(&[&peer, "reason=\"not_tls\""]).await;
     assert!(line.contains("HTTP"), "{line}");
@@ -457,7 +525,9 @@ listeners:
     // Random garbage.
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let peer = tcp.local_addr().unwrap().to_string();
-    tcp.write_all(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02]).await.unwrap();
+    tcp.write_all(&[0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02])
+        .await
+        .unwrap();
     closed_by_server(tcp).await;
     logs().wait_for(&[&peer, "reason=\"not_tls\""]).await;
 
@@ -467,7 +537,10 @@ listeners:
     let peer = tcp.local_addr().unwrap().to_string();
     tcp.write_all(&hello[..hello.len() / 2]).await.unwrap();
     let waited = closed_by_server(tcp).await;
-    assert!(waited >= Duration::from_millis(300), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(300),
+        "closed after {waited:?}"
+    );
     logs().wait_for(&[&peer, "reason=\"timeout\""]).await;
 
     // A client that sends nothing.

@@ -209,9 +209,9 @@ impl SniPattern {
     pub fn matches(&self, sni: &str) -> bool {
         match self {
             SniPattern::Exact(name) => name.eq_ignore_ascii_case(sni),
-            SniPattern::Wildcard(suffix) => sni
-                .split_once('.')
-                .is_some_and(|(label, rest)| !label.is_empty() && rest.eq_ignore_ascii_case(suffix)),
+            SniPattern::Wildcard(suffix) => sni.split_once('.').is_some_and(|(label, rest)| {
+                !label.is_empty() && rest.eq_ignore_ascii_case(suffix)
+            }),
         }
     }
 }
@@ -416,7 +416,10 @@ impl Validator<'_> {
         if seen.iter().any(|s| s == name) {
             return Err(self.err(
                 format!("{key}.base"),
-                format!("profiles inherit in a loop: {} -> {name}", seen.join(" -> ")),
+                format!(
+                    "profiles inherit in a loop: {} -> {name}",
+                    seen.join(" -> ")
+                ),
             ));
         }
         seen.push(name.to_string());
@@ -512,7 +515,11 @@ impl Validator<'_> {
             .map(|(j, b)| self.socket_addr(&format!("{key}.bind[{j}]"), b))
             .collect::<Result<Vec<_>, _>>()?;
         let defaults = Target {
-            certificate: self.certificate_ref(&format!("{key}.certificate"), &l.certificate, cfg)?,
+            certificate: self.certificate_ref(
+                &format!("{key}.certificate"),
+                &l.certificate,
+                cfg,
+            )?,
             profile: self.profile_ref(&format!("{key}.tls"), l.tls.as_deref(), cfg)?,
             backend: self.backend_ref(&format!("{key}.backend"), &l.backend, cfg)?,
         };

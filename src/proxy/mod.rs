@@ -134,7 +134,11 @@ impl ProxyHttp for Provgate {
             .unwrap_or(0);
         let req = session.req_header();
         let (listener, route, peer) = match &ctx.conn {
-            Some(c) => (c.listener.to_string(), c.route.name.to_string(), c.peer.to_string()),
+            Some(c) => (
+                c.listener.to_string(),
+                c.route.name.to_string(),
+                c.peer.to_string(),
+            ),
             None => Default::default(),
         };
         let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;

@@ -21,7 +21,9 @@ pub enum CertError {
     },
     #[error("{path}: no PEM certificate found{detail}")]
     NoCertificate { path: PathBuf, detail: String },
-    #[error("{path}: not a usable PEM private key (RSA or EC, PKCS#1, SEC1 or PKCS#8, unencrypted)")]
+    #[error(
+        "{path}: not a usable PEM private key (RSA or EC, PKCS#1, SEC1 or PKCS#8, unencrypted)"
+    )]
     BadKey { path: PathBuf },
     #[error("{key}: this key does not belong to the first certificate in {chain}")]
     Mismatch { key: PathBuf, chain: PathBuf },
@@ -205,10 +207,7 @@ pub fn name_to_string(name: &X509NameRef) -> String {
                     .map(str::to_string)
                     .unwrap_or_else(|_| e.object().to_string()),
             };
-            let value = e
-                .data()
-                .to_string()
-                .unwrap_or_else(|_| "?".to_string());
+            let value = e.data().to_string().unwrap_or_else(|_| "?".to_string());
             format!("{key}={value}")
         })
         .collect::<Vec<_>>()

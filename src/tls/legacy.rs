@@ -127,8 +127,10 @@ impl LegacyContext {
             let dh = dh_1024().map_err(setup("DH group"))?;
             b.set_tmp_dh(&dh).map_err(setup("DH group"))?;
         }
-        b.set_cipher_list(&ciphers)
-            .map_err(setup(format!("cipher list '{}' of profile '{}'", profile.ciphers, profile.name)))?;
+        b.set_cipher_list(&ciphers).map_err(setup(format!(
+            "cipher list '{}' of profile '{}'",
+            profile.ciphers, profile.name
+        )))?;
 
         let what = format!("certificate '{}'", cert.name);
         let leaf = cert.chain.first().ok_or_else(|| LegacyError::Setup {
@@ -140,8 +142,10 @@ impl LegacyContext {
             b.add_extra_chain_cert(extra.clone())
                 .map_err(setup(what.clone()))?;
         }
-        b.set_private_key(&cert.key).map_err(setup(format!("{what} key")))?;
-        b.check_private_key().map_err(setup(format!("{what} key")))?;
+        b.set_private_key(&cert.key)
+            .map_err(setup(format!("{what} key")))?;
+        b.check_private_key()
+            .map_err(setup(format!("{what} key")))?;
         Ok(LegacyContext { ctx: b.build() })
     }
 
@@ -175,7 +179,9 @@ fn describe_ssl_error(e: &openssl::ssl::Error) -> String {
     if let Some(io) = e.io_error() {
         return format!("i/o: {io}");
     }
-    if e.code() == openssl::ssl::ErrorCode::ZERO_RETURN || e.code() == openssl::ssl::ErrorCode::SYSCALL {
+    if e.code() == openssl::ssl::ErrorCode::ZERO_RETURN
+        || e.code() == openssl::ssl::ErrorCode::SYSCALL
+    {
         return "client closed the connection".to_string();
     }
     e.to_string()

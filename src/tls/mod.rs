@@ -87,7 +87,11 @@ impl ServerTls {
     }
 
     /// Run the handshake on the engine chosen for `hello`.
-    pub async fn accept<S>(&self, hello: &ClientHello, io: S) -> Result<TlsStream<S>, (Engine, String)>
+    pub async fn accept<S>(
+        &self,
+        hello: &ClientHello,
+        io: S,
+    ) -> Result<TlsStream<S>, (Engine, String)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {

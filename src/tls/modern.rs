@@ -104,10 +104,12 @@ impl ModernContext {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.acceptor.accept(io).await.map_err(|e| match e.get_ref() {
-            Some(inner) => inner.to_string(),
-            None => e.to_string(),
-        })
+        self.acceptor
+            .accept(io)
+            .await
+            .map_err(|e| match e.get_ref() {
+                Some(inner) => inner.to_string(),
+                None => e.to_string(),
+            })
     }
 }
-

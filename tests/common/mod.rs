@@ -201,7 +201,10 @@ impl Legacy<'_> {
         let ssl = cfg.into_ssl(self.sni.unwrap_or("unused")).unwrap();
         let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
-        Pin::new(&mut s).connect().await.map_err(|e| e.to_string())?;
+        Pin::new(&mut s)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(s)
     }
 }
