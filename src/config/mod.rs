@@ -716,3 +716,122 @@ fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {
         v.join(", ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+backends:
+  b: { address: "127.0.0.1:8080", connect_timeout: 500ms, read_timeout: 1m }
+certificates:
+  c: { chain: certs/c.pem, key: certs/c.key }
+listeners:
+  - name: l
+    bind: ["127.0.0.1:8443", "[::1]:8443"]
+    certificate: c
+    backend: b
+"#;
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(
+            Path::new("/etc/provgate/config.yaml"),
+            &format!("{BASE}{extra}"),
+        )
+    }
+
+    fn err(extra: &str) -> String {
+        load(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_durations_and_paths() {
+        let c = load("").unwrap();
+        let b = &c.backends["b"];
+        assert_eq!(b.connect_timeout, Duration::from_millis(500));
+        assert_eq!(b.read_timeout, Duration::from_secs(60));
+        assert_eq!(c.listeners[0].defaults.profile, "auto");
+        assert_eq!(c.listeners[0].handshake_timeout, DEFAULT_HANDSHAKE_TIMEOUT);
+        assert_eq!(c.listeners[0].bind.len(), 2);
+        assert_eq!(
+            c.certificates["c"].chain,
+            PathBuf::from("/etc/provgate/certs/c.pem")
+        );
+    }
+
+    #[test]
+    fn profiles_inherit_and_are_checked_per_engine() {
+        let c = load(
+            "tls_profiles:\n  a: { base: legacy, versions: [ssl3, tls1.0] }\n  b: { base: a, dh_bits: 0 }\n",
+        )
+        .unwrap();
+        let b = &c.profiles["b"];
+        assert_eq!(b.engine, EngineKind::Legacy);
+        assert_eq!(
+            b.versions.iter().copied().collect::<Vec<_>>(),
+            vec![TlsVersion::Ssl3, TlsVersion::Tls10]
+        );
+        assert_eq!(b.dh_bits, 0);
+
+        let e = err("tls_profiles:\n  m: { base: modern, versions: [tls1.0] }\n");
+        assert!(
+            e.contains("tls_profiles.m.versions") && e.contains("tls1.0"),
+            "{e}"
+        );
+        let e = err("tls_profiles:\n  x: { base: y }\n  y: { base: x }\n");
+        assert!(e.contains("loop"), "{e}");
+        let e = err("tls_profiles:\n  x: { dh_bits: 2048 }\n");
+        assert!(
+            e.contains("tls_profiles.x.dh_bits") && e.contains("2048"),
+            "{e}"
+        );
+        let e = err("tls_profiles:\n  x: { versions: [tls9] }\n");
+        assert!(e.contains("tls_profiles.x.versions[0]"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let e = err("    routes:\n      - match: { sni: [\"bad name!\"] }\n");
+        assert!(e.contains("listeners[0].routes[0].match.sni[0]"), "{e}");
+        let e = err("    routes:\n      - match: { source: [\"10.0.0.0/33\"] }\n");
+        assert!(e.contains("listeners[0].routes[0].match.source[0]"), "{e}");
+        let e = err("    routes:\n      - match: { color: [red] }\n");
+        assert!(e.contains("unknown field `color`"), "{e}");
+        let e = err("    routes:\n      - backend: nope\n");
+        assert!(
+            e.contains("listeners[0].routes[0].backend") && e.contains("'nope'"),
+            "{e}"
+        );
+        let e = Config::from_yaml(Path::new("x.yaml"), "listeners: []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("x.yaml: listeners: at least one listener"),
+            "{e}"
+        );
+        let e = Config::from_yaml(Path::new("x.yaml"), "listeners: [\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("x.yaml: "), "{e}");
+    }
+
+    #[test]
+    fn routes_inherit_listener_defaults_and_accept_plain_ips() {
+        let c = load(
+            "    tls: legacy\n    routes:\n      - match: { local: [\"192.0.2.10\"], sni: [\"*.Example.NET.\"] }\n        tls: modern\n",
+        )
+        .unwrap();
+        let r = &c.listeners[0].routes[0];
+        assert_eq!(r.name, "l/routes[0]");
+        assert_eq!(r.target.certificate, "c");
+        assert_eq!(r.target.profile, "modern");
+        assert_eq!(
+            r.matches.local,
+            vec!["192.0.2.10/32".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(
+            r.matches.sni,
+            vec![SniPattern::Wildcard("example.net".into())]
+        );
+    }
+}
