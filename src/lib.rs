@@ -25,6 +25,7 @@ pub mod config;
 pub mod connection;
 pub mod demo;
 pub mod hello;
+pub mod identity;
 pub mod pki;
 pub mod proxy;
 pub mod route;

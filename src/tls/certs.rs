@@ -150,6 +150,15 @@ fn rustls_key(chain: &[X509], key: &PKey<Private>) -> Result<Arc<CertifiedKey>, 
     Ok(Arc::new(CertifiedKey::new(certs, signer)))
 }
 
+/// Seconds since the Unix epoch for an ASN.1 time (0 if OpenSSL cannot compute it).
+pub fn asn1_to_unix(t: &openssl::asn1::Asn1TimeRef) -> i64 {
+    openssl::asn1::Asn1Time::from_unix(0)
+        .ok()
+        .and_then(|epoch| epoch.diff(t).ok())
+        .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs))
+        .unwrap_or(0)
+}
+
 pub fn describe_key<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> String {
     let kind = match key.id() {
         Id::RSA => "RSA",
@@ -167,11 +176,7 @@ fn inspect(leaf: &X509, key: &PKey<Private>, chain_len: usize) -> CertInfo {
         .to_bn()
         .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
         .unwrap_or_default();
-    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok();
-    let not_after_unix = epoch
-        .and_then(|e| e.diff(leaf.not_after()).ok())
-        .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs))
-        .unwrap_or(0);
+    let not_after_unix = asn1_to_unix(leaf.not_after());
     CertInfo {
         subject: name_to_string(leaf.subject_name()),
         issuer: name_to_string(leaf.issuer_name()),
