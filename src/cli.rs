@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::snapshot::Snapshot;
-use crate::tls::ServerTls;
+use crate::tls::Engines;
 use crate::{demo, server};
 
 /// EX_USAGE from sysexits.h: the configuration is wrong.
@@ -147,15 +147,15 @@ pub fn check_report(s: &Snapshot) -> String {
                     })
                     .map(|r| r.tls.clone());
                 let versions: Vec<&str> = p.versions.iter().map(|v| v.name()).collect();
-                let engines = match tls.as_deref() {
-                    Some(ServerTls::Legacy(_)) => "legacy (OpenSSL)".to_string(),
-                    Some(ServerTls::Modern(_)) => "modern (rustls)".to_string(),
-                    Some(ServerTls::Auto {
+                let engines = match tls.as_deref().map(|t| &t.engines) {
+                    Some(Engines::Legacy(_)) => "legacy (OpenSSL)".to_string(),
+                    Some(Engines::Modern(_)) => "modern (rustls)".to_string(),
+                    Some(Engines::Auto {
                         modern: Some(_), ..
                     }) => {
                         "auto (rustls for TLS 1.2+ hellos it can serve, else OpenSSL)".to_string()
                     }
-                    Some(ServerTls::Auto { modern: None, .. }) => {
+                    Some(Engines::Auto { modern: None, .. }) => {
                         format!("auto, but OpenSSL only: {}", c_reason(s, &t.certificate))
                     }
                     None => "?".to_string(),

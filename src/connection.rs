@@ -76,7 +76,8 @@ pub async fn serve(
     debug!(
         listener = %info.listener, route = %info.route.name, %peer, %local,
         engine = info.engine.name(), version = info.version, cipher = %info.cipher,
-        sni = info.sni.as_deref().unwrap_or("-"), "handshake done"
+        sni = info.sni.as_deref().unwrap_or("-"), client_cert = %info.identity.verify,
+        "handshake done"
     );
     let mut stream: Stream = Box::new(stream);
     while let Some(reused) = app.process_new(stream, &shutdown).await {
@@ -109,6 +110,7 @@ async fn establish(
         }
     };
     let info = ConnInfo {
+        identity: route.tls.identity(&tls),
         listener: listener.name.clone(),
         engine: tls.engine(),
         version: tls.version(),

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Backend, RouteMatch};
+use crate::config::{Backend, IdentityHeaders, RouteMatch};
 use crate::tls::ServerTls;
 
 /// Everything a connection needs once routed. Shared by all connections of a snapshot.
@@ -18,6 +18,17 @@ pub struct RouteRt {
     pub profile: String,
     pub tls: Arc<ServerTls>,
     pub backend: Arc<Backend>,
+    /// Refuse (403) requests whose path holds a MAC other than the client certificate's.
+    pub require_mac_match: bool,
+    pub identity: Arc<IdentityRt>,
+}
+
+/// Identity header names and the MAC-in-path pattern, compiled once per snapshot.
+#[derive(Debug)]
+pub struct IdentityRt {
+    pub headers: IdentityHeaders,
+    pub forward_chain: bool,
+    pub mac_path: regex::Regex,
 }
 
 #[derive(Debug)]

@@ -3,11 +3,13 @@
 //! is "build, then swap" and a failed build leaves the running snapshot untouched.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError, Target};
-use crate::route::{ListenerRt, RouteRt};
+use crate::config::{ClientAuth, Config, ConfigError, Target};
+use crate::route::{IdentityRt, ListenerRt, RouteRt};
 use crate::tls::certs::LoadedCert;
+use crate::tls::client_auth::ClientVerifier;
 use crate::tls::ServerTls;
 
 #[derive(Debug)]
@@ -17,71 +19,114 @@ pub struct Snapshot {
     pub listeners: HashMap<String, Arc<ListenerRt>>,
 }
 
+/// Builds each distinct piece once: a TLS context per (certificate, profile, client auth), a
+/// client verifier per client-auth setting.
+struct Builder<'a> {
+    config: &'a Config,
+    certificates: BTreeMap<String, Arc<LoadedCert>>,
+    verifiers: HashMap<ClientAuth, Option<Arc<ClientVerifier>>>,
+    contexts: HashMap<(String, String, ClientAuth), Arc<ServerTls>>,
+    identity: Arc<IdentityRt>,
+}
+
+impl Builder<'_> {
+    fn err(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError::invalid(&self.config.file, key, message)
+    }
+
+    fn verifier(
+        &mut self,
+        key: &str,
+        auth: &ClientAuth,
+    ) -> Result<Option<Arc<ClientVerifier>>, ConfigError> {
+        if let Some(v) = self.verifiers.get(auth) {
+            return Ok(v.clone());
+        }
+        let v = ClientVerifier::load(auth)
+            .map_err(|e| self.err(&format!("{key}.client_auth.ca"), e))?
+            .map(Arc::new);
+        self.verifiers.insert(auth.clone(), v.clone());
+        Ok(v)
+    }
+
+    fn route(&mut self, key: &str, name: &str, t: &Target) -> Result<Arc<RouteRt>, ConfigError> {
+        let ctx_key = (
+            t.certificate.clone(),
+            t.profile.clone(),
+            t.client_auth.clone(),
+        );
+        let tls = match self.contexts.get(&ctx_key) {
+            Some(tls) => tls.clone(),
+            None => {
+                let client = self.verifier(key, &t.client_auth)?;
+                let (Some(cert), Some(profile)) = (
+                    self.certificates.get(&t.certificate),
+                    self.config.profiles.get(&t.profile),
+                ) else {
+                    return Err(self.err(key, "unresolved certificate or profile name"));
+                };
+                let tls = ServerTls::build(cert, profile, client).map_err(|e| {
+                    self.err(
+                        key,
+                        format!(
+                            "certificate '{}' with TLS profile '{}': {e}",
+                            t.certificate, t.profile
+                        ),
+                    )
+                })?;
+                let tls = Arc::new(tls);
+                self.contexts.insert(ctx_key, tls.clone());
+                tls
+            }
+        };
+        let backend = self
+            .config
+            .backends
+            .get(&t.backend)
+            .ok_or_else(|| self.err(key, "unresolved backend"))?;
+        Ok(Arc::new(RouteRt {
+            name: Arc::from(name),
+            certificate: t.certificate.clone(),
+            profile: t.profile.clone(),
+            tls,
+            backend: Arc::new(backend.clone()),
+            require_mac_match: t.require_mac_match,
+            identity: self.identity.clone(),
+        }))
+    }
+}
+
 impl Snapshot {
     pub fn build(config: Config) -> Result<Snapshot, ConfigError> {
-        let file = config.file.clone();
         let mut certificates = BTreeMap::new();
         for (name, spec) in &config.certificates {
-            let cert = LoadedCert::load(spec)
-                .map_err(|e| ConfigError::invalid(&file, format!("certificates.{name}"), e))?;
+            let cert = LoadedCert::load(spec).map_err(|e| {
+                ConfigError::invalid(&config.file, format!("certificates.{name}"), e)
+            })?;
             certificates.insert(name.clone(), Arc::new(cert));
         }
-
-        // One TLS context per (certificate, profile) pair, shared by every route that uses it.
-        let mut contexts: HashMap<(String, String), Arc<ServerTls>> = HashMap::new();
+        let mac_path = regex::Regex::new(&config.identity.mac_path_pattern)
+            .map_err(|e| ConfigError::invalid(&config.file, "identity.mac_path_pattern", e))?;
+        let mut b = Builder {
+            config: &config,
+            certificates,
+            verifiers: HashMap::new(),
+            contexts: HashMap::new(),
+            identity: Arc::new(IdentityRt {
+                headers: config.identity.headers.clone(),
+                forward_chain: config.identity.forward_chain,
+                mac_path,
+            }),
+        };
         let mut listeners = HashMap::new();
         for (i, l) in config.listeners.iter().enumerate() {
-            let mut build = |key: String,
-                             name: &str,
-                             t: &Target|
-             -> Result<Arc<RouteRt>, ConfigError> {
-                let pair = (t.certificate.clone(), t.profile.clone());
-                let tls = match contexts.get(&pair) {
-                    Some(tls) => tls.clone(),
-                    None => {
-                        let (cert, profile) = match (
-                            certificates.get(&t.certificate),
-                            config.profiles.get(&t.profile),
-                        ) {
-                            (Some(c), Some(p)) => (c, p),
-                            _ => return Err(ConfigError::invalid(&file, key, "unresolved name")),
-                        };
-                        let tls = ServerTls::build(cert, profile).map_err(|e| {
-                            ConfigError::invalid(
-                                &file,
-                                key.clone(),
-                                format!(
-                                    "certificate '{}' with TLS profile '{}': {e}",
-                                    t.certificate, t.profile
-                                ),
-                            )
-                        })?;
-                        let tls = Arc::new(tls);
-                        contexts.insert(pair, tls.clone());
-                        tls
-                    }
-                };
-                let backend = config.backends.get(&t.backend).ok_or_else(|| {
-                    ConfigError::invalid(&file, key.clone(), "unresolved backend")
-                })?;
-                Ok(Arc::new(RouteRt {
-                    name: Arc::from(name),
-                    certificate: t.certificate.clone(),
-                    profile: t.profile.clone(),
-                    tls,
-                    backend: Arc::new(backend.clone()),
-                }))
-            };
-            let default = build(format!("listeners[{i}]"), &l.name, &l.defaults)?;
-            let routes = l
-                .routes
-                .iter()
-                .enumerate()
-                .map(|(j, r)| {
-                    build(format!("listeners[{i}].routes[{j}]"), &r.name, &r.target)
-                        .map(|rt| (r.matches.clone(), rt))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let key = format!("listeners[{i}]");
+            let default = b.route(&key, &l.name, &l.defaults)?;
+            let mut routes = Vec::new();
+            for (j, r) in l.routes.iter().enumerate() {
+                let rt = b.route(&format!("{key}.routes[{j}]"), &r.name, &r.target)?;
+                routes.push((r.matches.clone(), rt));
+            }
             listeners.insert(
                 l.name.clone(),
                 Arc::new(ListenerRt {
@@ -92,6 +137,7 @@ impl Snapshot {
                 }),
             );
         }
+        let certificates = b.certificates;
         Ok(Snapshot {
             config,
             certificates,
@@ -100,7 +146,7 @@ impl Snapshot {
     }
 
     /// Read, validate and build in one go: what `run`, `check` and reload all do.
-    pub fn load(file: &std::path::Path) -> Result<Snapshot, ConfigError> {
+    pub fn load(file: &Path) -> Result<Snapshot, ConfigError> {
         Snapshot::build(Config::load(file)?)
     }
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use raw::{RawConfig, RawListener, RawProfile, RawRoute};
+pub use raw::{ClientAuthMode, VerifyLevel};
+use raw::{RawClientAuth, RawConfig, RawIdentity, RawListener, RawProfile, RawRoute};
 
 /// Default for everything before the HTTP phase of a connection.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -233,12 +234,81 @@ pub struct RouteMatch {
     pub source: Vec<IpNet>,
 }
 
-/// Certificate, profile and backend for a connection (names into [`Config`]).
+/// Client-certificate verification for a listener or route.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientAuth {
+    pub mode: ClientAuthMode,
+    /// PEM files with the trusted roots (and intermediates); empty when `mode` is off.
+    pub ca: Vec<PathBuf>,
+    pub verify_level: VerifyLevel,
+}
+
+impl ClientAuth {
+    pub const OFF: ClientAuth = ClientAuth {
+        mode: ClientAuthMode::Off,
+        ca: Vec::new(),
+        verify_level: VerifyLevel::Legacy,
+    };
+}
+
+/// Certificate, profile, backend and device checks for a connection (names into [`Config`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub certificate: String,
     pub profile: String,
     pub backend: String,
+    pub client_auth: ClientAuth,
+    /// Refuse (403) a request whose path holds a MAC other than the certificate's.
+    pub require_mac_match: bool,
+}
+
+/// Header names for what the backend learns about the client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub verify: String,
+    pub subject: String,
+    pub issuer: String,
+    pub serial: String,
+    pub fingerprint: String,
+    pub not_after: String,
+    pub cert: String,
+    pub cert_chain: String,
+    pub mac: String,
+    pub device_serial: String,
+    pub product: String,
+    pub generic: String,
+}
+
+impl IdentityHeaders {
+    /// Every name, for stripping client-sent copies.
+    pub fn all(&self) -> [&str; 12] {
+        [
+            &self.verify,
+            &self.subject,
+            &self.issuer,
+            &self.serial,
+            &self.fingerprint,
+            &self.not_after,
+            &self.cert,
+            &self.cert_chain,
+            &self.mac,
+            &self.device_serial,
+            &self.product,
+            &self.generic,
+        ]
+    }
+}
+
+/// Default pattern for a MAC in a provisioning path: `/spa000e08abcdef.cfg`,
+/// `/profiles/000E08ABCDEF.xml`, ... (12 hex digits ending the file name).
+pub const DEFAULT_MAC_PATH_PATTERN: &str =
+    r"(?i)(?:^|/)(?:spa|cp|ata)?([0-9a-f]{12})\.(?:cfg|xml)$";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub headers: IdentityHeaders,
+    pub forward_chain: bool,
+    pub mac_path_pattern: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +337,7 @@ pub struct Config {
     pub certificates: BTreeMap<String, CertificateSpec>,
     pub profiles: BTreeMap<String, Profile>,
     pub listeners: Vec<Listener>,
+    pub identity: Identity,
 }
 
 impl Config {
@@ -345,6 +416,7 @@ impl Validator<'_> {
             .collect();
 
         let profiles = self.profiles(&raw.tls_profiles)?;
+        let identity = self.identity(raw.identity.unwrap_or_default())?;
 
         let mut cfg = Config {
             file: self.file.to_path_buf(),
@@ -353,6 +425,7 @@ impl Validator<'_> {
             certificates,
             profiles,
             listeners: Vec::new(),
+            identity,
         };
 
         if raw.listeners.is_empty() {
@@ -360,7 +433,7 @@ impl Validator<'_> {
         }
         let mut names = HashSet::new();
         let mut binds: BTreeMap<SocketAddr, String> = BTreeMap::new();
-        if let Some(admin) = cfg.admin {
+        if let Some(admin) = cfg.admin.filter(|a| a.port() != 0) {
             binds.insert(admin, "admin.listen".to_string());
         }
         for (i, l) in raw.listeners.into_iter().enumerate() {
@@ -374,6 +447,10 @@ impl Validator<'_> {
             let listener = self.listener(&key, l, &cfg)?;
             for (j, addr) in listener.bind.iter().enumerate() {
                 let here = format!("{key}.bind[{j}]");
+                // Port 0 asks the OS for a fresh port each time, so it cannot collide.
+                if addr.port() == 0 {
+                    continue;
+                }
                 if let Some(other) = binds.insert(*addr, here.clone()) {
                     return Err(self.err(
                         here,
@@ -522,6 +599,11 @@ impl Validator<'_> {
             )?,
             profile: self.profile_ref(&format!("{key}.tls"), l.tls.as_deref(), cfg)?,
             backend: self.backend_ref(&format!("{key}.backend"), &l.backend, cfg)?,
+            client_auth: match l.client_auth {
+                Some(ca) => self.client_auth(&format!("{key}.client_auth"), ca)?,
+                None => ClientAuth::OFF,
+            },
+            require_mac_match: l.require_mac_match.unwrap_or(false),
         };
         let routes = l
             .routes
@@ -574,6 +656,11 @@ impl Validator<'_> {
                 Some(b) => self.backend_ref(&format!("{key}.backend"), b, cfg)?,
                 None => defaults.backend.clone(),
             },
+            client_auth: match r.client_auth {
+                Some(ca) => self.client_auth(&format!("{key}.client_auth"), ca)?,
+                None => defaults.client_auth.clone(),
+            },
+            require_mac_match: r.require_mac_match.unwrap_or(defaults.require_mac_match),
         };
         let name = match r.name {
             Some(n) => format!("{listener}/{n}"),
@@ -583,6 +670,80 @@ impl Validator<'_> {
             name,
             matches,
             target,
+        })
+    }
+
+    fn client_auth(&self, key: &str, raw: RawClientAuth) -> Result<ClientAuth, ConfigError> {
+        let base_dir = self.file.parent().unwrap_or(Path::new("."));
+        let ca: Vec<PathBuf> = raw
+            .ca
+            .map(|c| c.into_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| base_dir.join(p))
+            .collect();
+        if raw.mode != ClientAuthMode::Off && ca.is_empty() {
+            return Err(self.err(
+                format!("{key}.ca"),
+                "is required when mode is optional or required (PEM roots to verify devices against)",
+            ));
+        }
+        Ok(ClientAuth {
+            mode: raw.mode,
+            ca,
+            verify_level: raw.verify_level.unwrap_or(VerifyLevel::Legacy),
+        })
+    }
+
+    fn identity(&self, raw: RawIdentity) -> Result<Identity, ConfigError> {
+        let h = raw.headers;
+        let name = |field: &str, v: Option<String>, default: &str| -> Result<String, ConfigError> {
+            let v = v.unwrap_or_else(|| default.to_string());
+            if http::HeaderName::from_bytes(v.as_bytes()).is_err() {
+                return Err(self.err(
+                    format!("identity.headers.{field}"),
+                    format!("'{v}' is not a valid HTTP header name"),
+                ));
+            }
+            Ok(v)
+        };
+        let headers = IdentityHeaders {
+            verify: name("verify", h.verify, "X-Client-Verify")?,
+            subject: name("subject", h.subject, "X-Client-Subject")?,
+            issuer: name("issuer", h.issuer, "X-Client-Issuer")?,
+            serial: name("serial", h.serial, "X-Client-Serial")?,
+            fingerprint: name("fingerprint", h.fingerprint, "X-Client-Fingerprint-SHA256")?,
+            not_after: name("not_after", h.not_after, "X-Client-Not-After")?,
+            cert: name("cert", h.cert, "Client-Cert")?,
+            cert_chain: name("cert_chain", h.cert_chain, "Client-Cert-Chain")?,
+            mac: name("mac", h.mac, "X-Device-MAC")?,
+            device_serial: name("device_serial", h.device_serial, "X-Device-Serial")?,
+            product: name("product", h.product, "X-Device-Product")?,
+            generic: name("generic", h.generic, "X-Device-Generic-Cert")?,
+        };
+        let mut seen = HashSet::new();
+        for n in headers.all() {
+            if !seen.insert(n.to_ascii_lowercase()) {
+                return Err(self.err("identity.headers", format!("'{n}' is used twice")));
+            }
+        }
+        let pattern = raw
+            .mac_path_pattern
+            .unwrap_or_else(|| DEFAULT_MAC_PATH_PATTERN.to_string());
+        match regex::Regex::new(&pattern) {
+            Ok(re) if re.captures_len() >= 2 => {}
+            Ok(_) => {
+                return Err(self.err(
+                    "identity.mac_path_pattern",
+                    "needs a capture group around the MAC",
+                ))
+            }
+            Err(e) => return Err(self.err("identity.mac_path_pattern", e)),
+        }
+        Ok(Identity {
+            headers,
+            forward_chain: raw.forward_chain.unwrap_or(false),
+            mac_path_pattern: pattern,
         })
     }
 

@@ -22,6 +22,83 @@ pub struct RawConfig {
     pub tls_profiles: BTreeMap<String, RawProfile>,
     #[serde(default)]
     pub listeners: Vec<RawListener>,
+    #[serde(default)]
+    pub identity: Option<RawIdentity>,
+}
+
+/// Client-certificate verification, per listener and overridable per route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientAuth {
+    pub mode: ClientAuthMode,
+    #[serde(default)]
+    pub ca: Option<OneOrMany<PathBuf>>,
+    #[serde(default)]
+    pub verify_level: Option<VerifyLevel>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    Off,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyLevel {
+    /// Accept SHA-1/MD5 signatures and 1024-bit keys (the devices' certificates).
+    Legacy,
+    /// OpenSSL's defaults (security level 1).
+    Strict,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Names of the identity headers and related settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    #[serde(default)]
+    pub headers: RawIdentityHeaders,
+    /// Also forward the presented intermediates as RFC 9440 `Client-Cert-Chain`.
+    #[serde(default)]
+    pub forward_chain: Option<bool>,
+    /// Regex whose first capture group is the MAC in a request path.
+    #[serde(default)]
+    pub mac_path_pattern: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityHeaders {
+    pub verify: Option<String>,
+    pub subject: Option<String>,
+    pub issuer: Option<String>,
+    pub serial: Option<String>,
+    pub fingerprint: Option<String>,
+    pub not_after: Option<String>,
+    pub cert: Option<String>,
+    pub cert_chain: Option<String>,
+    pub mac: Option<String>,
+    pub device_serial: Option<String>,
+    pub product: Option<String>,
+    pub generic: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +151,10 @@ pub struct RawListener {
     pub handshake_timeout: Option<Duration>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub client_auth: Option<RawClientAuth>,
+    #[serde(default)]
+    pub require_mac_match: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +170,10 @@ pub struct RawRoute {
     pub tls: Option<String>,
     #[serde(default)]
     pub backend: Option<String>,
+    #[serde(default)]
+    pub client_auth: Option<RawClientAuth>,
+    #[serde(default)]
+    pub require_mac_match: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

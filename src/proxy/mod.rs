@@ -15,6 +15,9 @@ use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 
 pub use stream::{ConnInfo, ProxyStream};
 
+use crate::identity::{self, ClientIdentity, Verify};
+use crate::route::IdentityRt;
+
 /// Headers provgate owns: any copy the client sends is dropped before forwarding.
 pub const FORWARDING_HEADERS: [&str; 6] = [
     "x-forwarded-for",
@@ -76,6 +79,34 @@ impl ProxyHttp for Provgate {
         Ok(())
     }
 
+    /// `require_mac_match`: a path naming a MAC other than the verified certificate's is
+    /// answered 403 here; the backend never sees it.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
+        if !conn.route.require_mac_match {
+            return Ok(false);
+        }
+        let path = session.req_header().uri.path().to_string();
+        let Some(wanted) = mac_in_path(&conn.route.identity.mac_path, &path) else {
+            return Ok(false);
+        };
+        let cert_mac = match (&conn.identity.verify, conn.identity.leaf()) {
+            (Verify::Success, Some(leaf)) => identity::device(leaf).mac,
+            _ => None,
+        };
+        if cert_mac.as_deref() == Some(wanted.as_str()) {
+            return Ok(false);
+        }
+        tracing::warn!(
+            listener = %conn.listener, route = %conn.route.name, peer = %conn.peer, %path,
+            path_mac = %wanted, cert_mac = cert_mac.as_deref().unwrap_or("-"),
+            client_cert = %conn.identity.verify,
+            "refused: the path's MAC is not the client certificate's (require_mac_match)"
+        );
+        session.respond_error(403).await?;
+        Ok(true)
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -106,6 +137,13 @@ impl ProxyHttp for Provgate {
         upstream.insert_header("X-Real-IP", &client_ip)?;
         upstream.insert_header("X-Forwarded-Proto", "https")?;
         upstream.insert_header("X-Forwarded-Port", conn.local.port().to_string())?;
+        let names = &conn.route.identity.headers;
+        for name in names.all() {
+            upstream.remove_header(name);
+        }
+        for (name, value) in identity_headers(&conn.identity, &conn.route.identity) {
+            upstream.insert_header(name.to_string(), value)?;
+        }
         Ok(())
     }
 
@@ -153,6 +191,63 @@ impl ProxyHttp for Provgate {
             ),
         }
     }
+}
+
+/// The MAC (lower-case) a request path names, by the configured pattern's first group.
+pub fn mac_in_path(pattern: &regex::Regex, path: &str) -> Option<String> {
+    pattern
+        .captures(path)
+        .and_then(|c| c.get(1))
+        .and_then(|m| identity::normalize_mac(m.as_str()))
+}
+
+/// The identity headers for a connection. The verification result is always sent; the
+/// certificate's facts whenever one was presented (so a failure can be diagnosed); the device
+/// fields only when it verified, so a backend never acts on an unverified MAC.
+pub fn identity_headers<'a>(id: &ClientIdentity, rt: &'a IdentityRt) -> Vec<(&'a str, String)> {
+    let h = &rt.headers;
+    let mut out = vec![(h.verify.as_str(), id.verify.to_string())];
+    let Some(leaf) = id.leaf() else {
+        return out;
+    };
+    out.push((h.subject.as_str(), identity::rfc4514(leaf.subject_name())));
+    out.push((h.issuer.as_str(), identity::rfc4514(leaf.issuer_name())));
+    out.push((h.serial.as_str(), identity::serial_hex(leaf)));
+    out.push((h.fingerprint.as_str(), identity::fingerprint_sha256(leaf)));
+    out.push((h.not_after.as_str(), identity::not_after_rfc3339(leaf)));
+    out.push((h.cert.as_str(), identity::rfc9440(leaf)));
+    if rt.forward_chain && id.chain.len() > 1 {
+        out.push((h.cert_chain.as_str(), identity::rfc9440_chain(&id.chain)));
+    }
+    if id.verify == Verify::Success {
+        let d = identity::device(leaf);
+        if let Some(mac) = d.mac {
+            out.push((h.mac.as_str(), mac));
+        }
+        if let Some(serial) = d.serial {
+            out.push((h.device_serial.as_str(), serial));
+        }
+        if let Some(product) = d.product {
+            out.push((h.product.as_str(), product));
+        }
+        out.push((h.generic.as_str(), d.generic.to_string()));
+    }
+    // Header values must be visible ASCII; anything else in a DN is escaped away here.
+    out.into_iter()
+        .map(|(n, v)| {
+            let clean: String = v
+                .chars()
+                .map(|c| {
+                    if c.is_ascii() && !c.is_ascii_control() {
+                        c
+                    } else {
+                        '?'
+                    }
+                })
+                .collect();
+            (n, clean)
+        })
+        .collect()
 }
 
 /// Status for a request that could not be proxied: 504 when the backend was too slow

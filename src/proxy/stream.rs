@@ -17,6 +17,7 @@ use pingora_core::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::identity::ClientIdentity;
 use crate::route::RouteRt;
 use crate::sniff::Replay;
 use crate::tls::{Engine, TlsStream};
@@ -32,6 +33,8 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// The client certificate and its verification outcome.
+    pub identity: ClientIdentity,
 }
 
 /// A TLS connection (either engine) plus its [`ConnInfo`].

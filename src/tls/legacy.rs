@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_openssl::SslStream;
 
 use super::certs::LoadedCert;
+use super::client_auth::ClientVerifier;
 use crate::config::{Profile, TlsVersion};
 
 /// An OpenSSL server context for one (certificate, profile) pair.
@@ -94,7 +95,11 @@ fn dh_1024() -> Result<Dh<openssl::pkey::Params>, openssl::error::ErrorStack> {
 }
 
 impl LegacyContext {
-    pub fn build(cert: &LoadedCert, profile: &Profile) -> Result<LegacyContext, LegacyError> {
+    pub fn build(
+        cert: &LoadedCert,
+        profile: &Profile,
+        client: Option<&ClientVerifier>,
+    ) -> Result<LegacyContext, LegacyError> {
         let versions = profile.legacy_versions();
         let (Some(min), Some(max)) = (versions.first(), versions.last()) else {
             return Err(LegacyError::Setup {
@@ -146,6 +151,14 @@ impl LegacyContext {
             .map_err(setup(format!("{what} key")))?;
         b.check_private_key()
             .map_err(setup(format!("{what} key")))?;
+        // Needed for session resumption once peers are verified; harmless otherwise.
+        b.set_session_id_context(b"provgate")
+            .map_err(setup("session id context"))?;
+        if let Some(client) = client {
+            client
+                .configure_openssl(&mut b)
+                .map_err(setup("client CA store"))?;
+        }
         Ok(LegacyContext { ctx: b.build() })
     }
 
@@ -158,7 +171,14 @@ impl LegacyContext {
         let mut stream = SslStream::new(ssl, io).map_err(|e| e.to_string())?;
         match Pin::new(&mut stream).accept().await {
             Ok(()) => Ok(stream),
-            Err(e) => Err(describe_ssl_error(&e)),
+            Err(e) => {
+                let mut reason = describe_ssl_error(&e);
+                let verify = stream.ssl().verify_result();
+                if verify != openssl::x509::X509VerifyResult::OK {
+                    reason.push_str(&format!("; client certificate: {}", verify.error_string()));
+                }
+                Err(reason)
+            }
         }
     }
 }

@@ -7,6 +7,7 @@
 //! engine runs the handshake; the result is one [`TlsStream`] either way.
 
 pub mod certs;
+pub mod client_auth;
 pub mod legacy;
 pub mod modern;
 
@@ -19,7 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::{EngineKind, Profile};
 use crate::hello::ClientHello;
+use crate::identity::ClientIdentity;
 use certs::LoadedCert;
+use client_auth::ClientVerifier;
 use legacy::LegacyContext;
 use modern::ModernContext;
 
@@ -39,9 +42,9 @@ impl Engine {
     }
 }
 
-/// A route's TLS: the contexts built for its (certificate, profile) pair.
+/// The engine contexts of a route's (certificate, profile, client auth).
 #[derive(Debug)]
-pub enum ServerTls {
+pub enum Engines {
     Legacy(Arc<LegacyContext>),
     Modern(Arc<ModernContext>),
     /// rustls when it can serve the hello, otherwise OpenSSL. `modern` is `None` when rustls
@@ -50,6 +53,13 @@ pub enum ServerTls {
         legacy: Arc<LegacyContext>,
         modern: Option<Arc<ModernContext>>,
     },
+}
+
+/// A route's TLS: its engines and, when client auth is on, the client verifier.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub engines: Engines,
+    pub client: Option<Arc<ClientVerifier>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,25 +71,32 @@ pub enum TlsSetupError {
 }
 
 impl ServerTls {
-    pub fn build(cert: &LoadedCert, profile: &Profile) -> Result<ServerTls, TlsSetupError> {
-        Ok(match profile.engine {
-            EngineKind::Legacy => ServerTls::Legacy(Arc::new(LegacyContext::build(cert, profile)?)),
-            EngineKind::Modern => ServerTls::Modern(Arc::new(
-                ModernContext::build(cert, profile).map_err(TlsSetupError::Modern)?,
+    pub fn build(
+        cert: &LoadedCert,
+        profile: &Profile,
+        client: Option<Arc<ClientVerifier>>,
+    ) -> Result<ServerTls, TlsSetupError> {
+        let c = client.as_ref();
+        let legacy = || LegacyContext::build(cert, profile, c.map(|v| &**v)).map(Arc::new);
+        let engines = match profile.engine {
+            EngineKind::Legacy => Engines::Legacy(legacy()?),
+            EngineKind::Modern => Engines::Modern(Arc::new(
+                ModernContext::build(cert, profile, c).map_err(TlsSetupError::Modern)?,
             )),
-            EngineKind::Auto => ServerTls::Auto {
-                legacy: Arc::new(LegacyContext::build(cert, profile)?),
-                modern: ModernContext::build(cert, profile).ok().map(Arc::new),
+            EngineKind::Auto => Engines::Auto {
+                legacy: legacy()?,
+                modern: ModernContext::build(cert, profile, c).ok().map(Arc::new),
             },
-        })
+        };
+        Ok(ServerTls { engines, client })
     }
 
     /// The engine that will handle this hello.
     pub fn engine_for(&self, hello: &ClientHello) -> Engine {
-        match self {
-            ServerTls::Legacy(_) => Engine::Legacy,
-            ServerTls::Modern(_) => Engine::Modern,
-            ServerTls::Auto { modern, .. } => match modern {
+        match &self.engines {
+            Engines::Legacy(_) => Engine::Legacy,
+            Engines::Modern(_) => Engine::Modern,
+            Engines::Auto { modern, .. } => match modern {
                 Some(m) if m.can_serve(hello) => Engine::Modern,
                 _ => Engine::Legacy,
             },
@@ -96,10 +113,10 @@ impl ServerTls {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let engine = self.engine_for(hello);
-        let (legacy, modern) = match self {
-            ServerTls::Legacy(l) => (Some(l), None),
-            ServerTls::Modern(m) => (None, Some(m)),
-            ServerTls::Auto { legacy, modern } => (Some(legacy), modern.as_ref()),
+        let (legacy, modern) = match &self.engines {
+            Engines::Legacy(l) => (Some(l), None),
+            Engines::Modern(m) => (None, Some(m)),
+            Engines::Auto { legacy, modern } => (Some(legacy), modern.as_ref()),
         };
         match (engine, legacy, modern) {
             (Engine::Modern, _, Some(m)) => m
@@ -113,6 +130,20 @@ impl ServerTls {
                 .map(|s| TlsStream::Legacy(Box::new(s)))
                 .map_err(|e| (Engine::Legacy, e)),
             _ => Err((engine, "no context for the chosen engine".to_string())),
+        }
+    }
+
+    /// The client certificate outcome of an established connection.
+    pub fn identity<S>(&self, stream: &TlsStream<S>) -> ClientIdentity {
+        let Some(client) = &self.client else {
+            return ClientIdentity::none();
+        };
+        match stream {
+            TlsStream::Legacy(s) => client_auth::identity_from_openssl(s.ssl()),
+            TlsStream::Modern(s) => match s.get_ref().1.peer_certificates() {
+                Some(certs) => client.identity_from_der(certs),
+                None => ClientIdentity::none(),
+            },
         }
     }
 }

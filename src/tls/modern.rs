@@ -10,6 +10,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::LoadedCert;
+use super::client_auth::ClientVerifier;
 use crate::config::{Profile, TlsVersion};
 use crate::hello::{ClientHello, ProtocolVersion};
 
@@ -42,7 +43,11 @@ impl std::fmt::Debug for ModernContext {
 
 impl ModernContext {
     /// `Err` says why rustls cannot serve this pair (e.g. a 1024-bit RSA key).
-    pub fn build(cert: &LoadedCert, profile: &Profile) -> Result<ModernContext, String> {
+    pub fn build(
+        cert: &LoadedCert,
+        profile: &Profile,
+        client: Option<&Arc<ClientVerifier>>,
+    ) -> Result<ModernContext, String> {
         let key = cert.rustls.as_ref().map_err(Clone::clone)?.clone();
         let versions = profile.modern_versions();
         let tls12 = versions.contains(&TlsVersion::Tls12);
@@ -62,11 +67,14 @@ impl ModernContext {
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let suites = provider.cipher_suites.clone();
-        let mut config = ServerConfig::builder_with_provider(provider.clone())
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&protocol_versions)
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(OneCert(key.clone())));
+            .map_err(|e| e.to_string())?;
+        let builder = match client {
+            Some(v) => builder.with_client_cert_verifier(v.for_rustls()),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(OneCert(key.clone())));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let key_algorithm = key.key.algorithm();
         Ok(ModernContext {

@@ -24,7 +24,6 @@ pub struct LogBuf(Arc<Mutex<Vec<u8>>>);
 impl Write for LogBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(buf);
-        std::io::stderr().write_all(buf)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -65,7 +64,12 @@ impl LogBuf {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("no log line with {needles:?}");
+        let text = self.text();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        panic!(
+            "no log line with {needles:?}; last lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
 }
 
@@ -166,6 +170,8 @@ pub struct Legacy<'a> {
     pub ciphers: &'a str,
     pub sni: Option<&'a str>,
     pub ca: Option<&'a Path>,
+    /// A client certificate and its key (a device identity).
+    pub client_cert: Option<(X509, openssl::pkey::PKey<openssl::pkey::Private>)>,
 }
 
 impl Default for Legacy<'_> {
@@ -176,6 +182,7 @@ impl Default for Legacy<'_> {
             ciphers: "AES256-SHA:AES128-SHA",
             sni: None,
             ca: None,
+            client_cert: None,
         }
     }
 }
@@ -190,6 +197,10 @@ impl Legacy<'_> {
         b.set_min_proto_version(Some(self.min)).unwrap();
         b.set_max_proto_version(Some(self.max)).unwrap();
         b.set_cipher_list(self.ciphers).unwrap();
+        if let Some((cert, key)) = &self.client_cert {
+            b.set_certificate(cert).unwrap();
+            b.set_private_key(key).unwrap();
+        }
         match self.ca {
             Some(ca) => b.set_ca_file(ca).unwrap(),
             None => b.set_verify(SslVerifyMode::NONE),
@@ -231,6 +242,18 @@ pub async fn modern(
     send_sni: bool,
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<ModernStream, String> {
+    modern_with_cert(addr, ca, name, send_sni, versions, None).await
+}
+
+/// As [`modern`], presenting a client certificate.
+pub async fn modern_with_cert(
+    addr: SocketAddr,
+    ca: &Path,
+    name: &str,
+    send_sni: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    client_cert: Option<(X509, openssl::pkey::PKey<openssl::pkey::Private>)>,
+) -> Result<ModernStream, String> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca).unwrap();
     for c in X509::stack_from_pem(&pem).unwrap() {
@@ -239,11 +262,21 @@ pub async fn modern(
             .unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut cfg = match client_cert {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                vec![rustls_pki_types::CertificateDer::from(
+                    cert.to_der().unwrap(),
+                )],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.private_key_to_pkcs8().unwrap().into()),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
     cfg.enable_sni = send_sni;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
