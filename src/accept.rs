@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
 use crate::connection;
+use crate::metrics::Telemetry;
 use crate::proxy::ProxyApp;
 use crate::snapshot::Snapshot;
 
@@ -36,6 +37,7 @@ pub async fn accept_loop(
     listener: Arc<str>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     app: Arc<ProxyApp>,
+    telemetry: Arc<Telemetry>,
     tasks: TaskTracker,
     mut shutdown: ShutdownWatch,
 ) {
@@ -60,6 +62,7 @@ pub async fn accept_loop(
                     peer,
                     rt,
                     app.clone(),
+                    telemetry.clone(),
                     shutdown.clone(),
                 ));
             }

@@ -1,8 +1,12 @@
-//! The admin listener: `/healthz` (the process is up) and `/readyz` (it accepts traffic; turns
-//! 503 as soon as draining starts). Metrics join here later.
+//! The admin listener: `/healthz` (the process is up), `/readyz` (it accepts traffic; 503 as
+//! soon as draining starts), `/metrics` (Prometheus text) and `/fingerprints` (JSON of recently
+//! seen ClientHello fingerprints with the User-Agents seen over them).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::metrics::Telemetry;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,7 +20,12 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-pub async fn serve(listener: TcpListener, tasks: TaskTracker, mut shutdown: ShutdownWatch) {
+pub async fn serve(
+    listener: TcpListener,
+    telemetry: Arc<Telemetry>,
+    tasks: TaskTracker,
+    mut shutdown: ShutdownWatch,
+) {
     loop {
         let accepted = tokio::select! {
             biased;
@@ -31,10 +40,12 @@ pub async fn serve(listener: TcpListener, tasks: TaskTracker, mut shutdown: Shut
             }
         };
         let watch = shutdown.clone();
+        let telemetry = telemetry.clone();
         tasks.spawn(async move {
             let svc = service_fn(move |req| {
                 let draining = *watch.borrow();
-                async move { Ok::<_, Infallible>(respond(&req, draining)) }
+                let resp = respond(&req, draining, &telemetry);
+                async move { Ok::<_, Infallible>(resp) }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
@@ -46,15 +57,33 @@ pub async fn serve(listener: TcpListener, tasks: TaskTracker, mut shutdown: Shut
     }
 }
 
-fn respond(req: &Request<Incoming>, draining: bool) -> Response<Full<Bytes>> {
-    let (status, body) = match req.uri().path() {
-        "/healthz" => (StatusCode::OK, "ok\n"),
-        "/readyz" if draining => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
-        "/readyz" => (StatusCode::OK, "ready\n"),
-        _ => (StatusCode::NOT_FOUND, "not found\n"),
+fn respond(req: &Request<Incoming>, draining: bool, t: &Telemetry) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match req.uri().path() {
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/readyz" if draining => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining\n".into(),
+        ),
+        "/readyz" => (StatusCode::OK, "text/plain", "ready\n".into()),
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            t.metrics.render(),
+        ),
+        "/fingerprints" => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&t.fingerprints.snapshot()).unwrap_or_default(),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     };
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     resp
 }
 

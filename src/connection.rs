@@ -1,8 +1,10 @@
 //! One connection's pipeline: sniff the ClientHello -> route -> TLS handshake (all under the
 //! listener's handshake timeout) -> hand the decrypted stream to pingora until it is done.
+//! Every connection that ends before HTTP is logged once and counted once, with one reason.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use pingora_core::apps::ServerApp;
 use pingora_core::protocols::Stream;
@@ -10,21 +12,24 @@ use pingora_core::server::ShutdownWatch;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use crate::diagnose;
+use crate::fingerprint;
 use crate::hello::ClientHello;
+use crate::metrics::Telemetry;
 use crate::proxy::{ConnInfo, ProxyApp, ProxyStream};
-use crate::route::{ConnFacts, ListenerRt};
+use crate::route::{ConnFacts, ListenerRt, RouteRt};
 use crate::sniff::{self, Replay, SniffError};
-use crate::tls::Engine;
+use crate::tls::HandshakeError;
 
-/// Why a connection ended before the HTTP phase. Each maps to one short reason label.
+/// Why a connection ended before the HTTP phase.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
     #[error("{0}")]
     Sniff(#[from] SniffError),
     #[error("no ClientHello and no handshake within {0:?}")]
     Timeout(std::time::Duration),
-    #[error("{engine} handshake failed: {reason}", engine = .engine.name())]
-    Handshake { engine: Engine, reason: String },
+    #[error("{} handshake failed: {}", .0.engine.name(), .0.detail)]
+    Handshake(HandshakeError),
 }
 
 impl ConnError {
@@ -35,8 +40,17 @@ impl ConnError {
             ConnError::Sniff(SniffError::ClientClosed(_)) => "client_closed",
             ConnError::Sniff(SniffError::Io(_)) => "io",
             ConnError::Timeout(_) => "timeout",
-            ConnError::Handshake { .. } => "handshake",
+            ConnError::Handshake(h) => h.reason.label(),
         }
+    }
+}
+
+/// Decrements the open-connections gauge however the connection ends.
+struct OpenGuard(prometheus::IntGauge);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -46,8 +60,17 @@ pub async fn serve(
     peer: SocketAddr,
     listener: Arc<ListenerRt>,
     app: Arc<ProxyApp>,
+    telemetry: Arc<Telemetry>,
     shutdown: ShutdownWatch,
 ) {
+    let m = &telemetry.metrics;
+    let name: &str = &listener.name;
+    m.connections_accepted.with_label_values(&[name]).inc();
+    let open = m.connections_open.with_label_values(&[name]);
+    open.inc();
+    let _open = OpenGuard(open);
+    let started = Instant::now();
+
     let local = match tcp.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -55,29 +78,34 @@ pub async fn serve(
             return;
         }
     };
+    let mut seen = Seen::default();
     let limit = listener.handshake_timeout;
-    let established =
-        match tokio::time::timeout(limit, establish(tcp, peer, local, &listener)).await {
-            Ok(r) => r,
-            Err(_) => Err((ConnError::Timeout(limit), None)),
-        };
+    let established = tokio::time::timeout(
+        limit,
+        establish(tcp, peer, local, &listener, &telemetry, &mut seen),
+    )
+    .await
+    .unwrap_or(Err(ConnError::Timeout(limit)));
     let stream = match established {
         Ok(s) => s,
-        Err((e, hello)) => {
-            warn!(
-                listener = %listener.name, %peer, %local, reason = e.label(),
-                hello = hello.as_ref().map(describe_hello).unwrap_or_default(),
-                "connection closed before HTTP: {e}"
-            );
+        Err(e) => {
+            failed(&e, &seen, &listener, peer, local, &telemetry);
             return;
         }
     };
     let info = stream.info().clone();
+    let engine = info.engine.name();
+    let route: &str = &info.route.name;
+    m.handshakes
+        .with_label_values(&[name, route, engine, info.version, &info.cipher, "success"])
+        .inc();
+    m.handshake_duration
+        .with_label_values(&[name, engine])
+        .observe(started.elapsed().as_secs_f64());
     debug!(
-        listener = %info.listener, route = %info.route.name, %peer, %local,
-        engine = info.engine.name(), version = info.version, cipher = %info.cipher,
-        sni = info.sni.as_deref().unwrap_or("-"), client_cert = %info.identity.verify,
-        "handshake done"
+        listener = %info.listener, %route, %peer, %local, engine, version = info.version,
+        cipher = %info.cipher, sni = info.sni.as_deref().unwrap_or("-"), ja4 = %info.ja4,
+        client_cert = %info.identity.verify, "handshake done"
     );
     let mut stream: Stream = Box::new(stream);
     while let Some(reused) = app.process_new(stream, &shutdown).await {
@@ -85,30 +113,48 @@ pub async fn serve(
     }
 }
 
-type Failure = (ConnError, Option<ClientHello>);
+/// What was learned before a failure, for its log line.
+#[derive(Default)]
+struct Seen {
+    hello: Option<(ClientHello, String)>,
+    route: Option<Arc<RouteRt>>,
+}
 
 async fn establish(
     mut tcp: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     listener: &ListenerRt,
-) -> Result<ProxyStream, Failure> {
-    let (hello, bytes) = sniff::read_hello(&mut tcp)
-        .await
-        .map_err(|e| (ConnError::from(e), None))?;
+    telemetry: &Telemetry,
+    seen: &mut Seen,
+) -> Result<ProxyStream, ConnError> {
+    let (hello, bytes) = sniff::read_hello(&mut tcp).await?;
+    let ja4 = fingerprint::ja4(&hello);
+    telemetry.metrics.hello(&listener.name, &hello);
+    telemetry.fingerprints.connection(&ja4, &hello);
     let route = listener
         .route(&ConnFacts {
             local: local.ip(),
             source: peer.ip(),
             sni: hello.sni.as_deref(),
+            hello: Some((&hello, &ja4)),
         })
         .clone();
+    seen.route = Some(route.clone());
     let tls = match route.tls.accept(&hello, Replay::new(bytes, tcp)).await {
         Ok(tls) => tls,
-        Err((engine, reason)) => {
-            return Err((ConnError::Handshake { engine, reason }, Some(hello)))
+        Err(e) => {
+            seen.hello = Some((hello, ja4));
+            return Err(ConnError::Handshake(e));
         }
     };
+    if let Some(bits) = tls.dh_bits() {
+        telemetry
+            .metrics
+            .dhe_handshakes
+            .with_label_values(&[&*listener.name, &bits.to_string()])
+            .inc();
+    }
     let info = ConnInfo {
         identity: route.tls.identity(&tls),
         listener: listener.name.clone(),
@@ -116,6 +162,7 @@ async fn establish(
         version: tls.version(),
         cipher: tls.cipher(),
         sni: hello.sni.clone(),
+        ja4,
         route,
         peer,
         local,
@@ -123,18 +170,45 @@ async fn establish(
     Ok(ProxyStream::new(tls, info))
 }
 
-/// What the client offered, in one log field.
-fn describe_hello(h: &ClientHello) -> String {
-    let ciphers: Vec<String> = h
-        .cipher_suites
-        .iter()
-        .map(|c| crate::hello::cipher_name(*c).map_or_else(|| format!("0x{c:04x}"), str::to_string))
-        .collect();
-    format!(
-        "format={:?} max_version={} sni={} ciphers={}",
-        h.format,
-        h.max_version(),
-        h.sni.as_deref().unwrap_or("-"),
-        ciphers.join(",")
-    )
+/// Log once and count once a connection that ended before HTTP.
+fn failed(
+    e: &ConnError,
+    seen: &Seen,
+    listener: &ListenerRt,
+    peer: SocketAddr,
+    local: SocketAddr,
+    telemetry: &Telemetry,
+) {
+    let m = &telemetry.metrics;
+    let name: &str = &listener.name;
+    let reason = e.label();
+    m.handshake_failures
+        .with_label_values(&[name, reason])
+        .inc();
+    let route = seen.route.as_ref().map_or("-", |r| &*r.name);
+    let Some((hello, ja4)) = &seen.hello else {
+        warn!(listener = name, route, %peer, %local, reason, "connection closed before HTTP: {e}");
+        return;
+    };
+    let (engine, explanation) = match (e, &seen.route) {
+        (ConnError::Handshake(h), Some(r)) => (
+            h.engine.name(),
+            diagnose::explain(h.reason, h.engine, hello, &r.profile, &h.detail),
+        ),
+        _ => ("-", e.to_string()),
+    };
+    if let ConnError::Handshake(_) = e {
+        m.handshakes
+            .with_label_values(&[name, route, engine, "", "", "failure"])
+            .inc();
+    }
+    warn!(
+        listener = name, route, %peer, %local, reason, engine,
+        hello_format = ?hello.format,
+        offered_versions = %diagnose::offered_versions(hello),
+        offered_ciphers = %diagnose::offered_cipher_names(hello).join(","),
+        sni = hello.sni.as_deref().unwrap_or("-"), %ja4,
+        detail = %e,
+        "handshake failed: {explanation}"
+    );
 }

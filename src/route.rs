@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Backend, IdentityHeaders, RouteMatch};
+use crate::config::{Backend, HelloMatch, IdentityHeaders, Profile, RouteMatch};
+use crate::hello::ClientHello;
 use crate::tls::ServerTls;
 
 /// Everything a connection needs once routed. Shared by all connections of a snapshot.
@@ -15,7 +16,7 @@ pub struct RouteRt {
     /// The listener's name for its defaults, `listener/<route>` for a route.
     pub name: Arc<str>,
     pub certificate: String,
-    pub profile: String,
+    pub profile: Profile,
     pub tls: Arc<ServerTls>,
     pub backend: Arc<Backend>,
     /// Refuse (403) requests whose path holds a MAC other than the client certificate's.
@@ -45,6 +46,8 @@ pub struct ConnFacts<'a> {
     pub local: IpAddr,
     pub source: IpAddr,
     pub sni: Option<&'a str>,
+    /// The parsed hello and its JA4, for `client_hello` matches.
+    pub hello: Option<(&'a ClientHello, &'a str)>,
 }
 
 impl RouteMatch {
@@ -57,6 +60,22 @@ impl RouteMatch {
             && (self.sni.is_empty()
                 || c.sni
                     .is_some_and(|sni| self.sni.iter().any(|p| p.matches(sni))))
+            && self
+                .client_hello
+                .as_ref()
+                .is_none_or(|m| c.hello.is_some_and(|(h, ja4)| m.matches(h, ja4)))
+    }
+}
+
+impl HelloMatch {
+    pub fn matches(&self, h: &ClientHello, ja4: &str) -> bool {
+        self.format.is_none_or(|f| f == h.format)
+            && self
+                .max_version
+                .is_none_or(|v| h.max_version().0 <= v.wire())
+            && (self.ja4.is_empty() || self.ja4.iter().any(|j| j == ja4))
+            && (self.offers_cipher.is_empty()
+                || self.offers_cipher.iter().any(|c| h.offers_cipher(*c)))
     }
 }
 
@@ -80,6 +99,7 @@ mod tests {
             local: local.parse().unwrap(),
             source: source.parse().unwrap(),
             sni,
+            hello: None,
         }
     }
 
@@ -89,6 +109,7 @@ mod tests {
             local: vec!["192.0.2.10/32".parse().unwrap()],
             sni: vec![SniPattern::Exact("prov.example.com".into())],
             source: vec!["10.0.0.0/8".parse().unwrap()],
+            client_hello: None,
         };
         assert!(m.matches(&facts("192.0.2.10", "10.1.2.3", Some("prov.example.com"))));
         assert!(!m.matches(&facts("192.0.2.11", "10.1.2.3", Some("prov.example.com"))));

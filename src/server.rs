@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::metrics::Telemetry;
 use crate::snapshot::Snapshot;
 use crate::{accept, admin, proxy, tls};
 
@@ -33,6 +34,16 @@ pub struct Running {
     tasks: TaskTracker,
     snapshot: Arc<ArcSwap<Snapshot>>,
     app: Arc<proxy::ProxyApp>,
+    telemetry: Arc<Telemetry>,
+}
+
+/// Expiry gauges for every certificate of a snapshot.
+fn record_certificates(m: &crate::metrics::Metrics, snapshot: &Snapshot) {
+    for (name, cert) in &snapshot.certificates {
+        m.certificate_not_after
+            .with_label_values(&[name])
+            .set(cert.info.not_after_unix);
+    }
 }
 
 /// Bind everything in the snapshot and start serving. Either every address binds or nothing
@@ -42,9 +53,24 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
     info!(
         openssl = openssl::version::version(),
         ssl3 = caps.ssl3,
-        rc4_provider = caps.legacy_provider,
-        "TLS engines ready"
+        tls1_0 = caps.tls1_0,
+        des3 = caps.des3,
+        rc4 = caps.rc4,
+        dhe = caps.dhe,
+        legacy_provider = caps.legacy_provider,
+        "TLS engines ready; legacy engine capabilities"
     );
+    let telemetry = Arc::new(Telemetry::new(prometheus::Registry::new()));
+    let m = &telemetry.metrics;
+    m.build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), openssl::version::version()])
+        .set(1);
+    for (feature, on) in caps.as_pairs() {
+        m.openssl_capability
+            .with_label_values(&[feature])
+            .set(i64::from(on));
+    }
+    record_certificates(m, &snapshot);
     let mut sockets = Vec::new();
     for l in &snapshot.config.listeners {
         for (j, addr) in l.bind.iter().enumerate() {
@@ -67,7 +93,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
 
     let (shutdown, watch) = watch::channel(false);
     let tasks = TaskTracker::new();
-    let app = proxy::app();
+    let app = proxy::app(telemetry.clone());
     let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let mut bound = Vec::new();
     for (name, tcp) in sockets {
@@ -83,6 +109,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
             Arc::from(name.as_str()),
             snapshot.clone(),
             app.clone(),
+            telemetry.clone(),
             tasks.clone(),
             watch.clone(),
         ));
@@ -93,7 +120,12 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
             if let Some(a) = addr {
                 info!(addr = %a, "admin listening (/healthz, /readyz)");
             }
-            tasks.spawn(admin::serve(tcp, tasks.clone(), watch.clone()));
+            tasks.spawn(admin::serve(
+                tcp,
+                telemetry.clone(),
+                tasks.clone(),
+                watch.clone(),
+            ));
             addr
         }
         None => None,
@@ -105,6 +137,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
         tasks,
         snapshot,
         app,
+        telemetry,
     })
 }
 
@@ -123,6 +156,10 @@ impl Running {
         &self.bound
     }
 
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin
     }
@@ -135,6 +172,7 @@ impl Running {
     /// everything finished in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
         let _ = self.shutdown.send(true);
+        self.telemetry.metrics.draining.set(1);
         // Wakes keep-alive connections idling between requests so they close now.
         self.app.cleanup().await;
         self.tasks.close();

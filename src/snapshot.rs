@@ -87,7 +87,7 @@ impl Builder<'_> {
         Ok(Arc::new(RouteRt {
             name: Arc::from(name),
             certificate: t.certificate.clone(),
-            profile: t.profile.clone(),
+            profile: self.config.profiles[&t.profile].clone(),
             tls,
             backend: Arc::new(backend.clone()),
             require_mac_match: t.require_mac_match,

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::hello::HelloFormat;
+
 pub use raw::{ClientAuthMode, VerifyLevel};
 use raw::{RawClientAuth, RawConfig, RawIdentity, RawListener, RawProfile, RawRoute};
 
@@ -232,6 +234,19 @@ pub struct RouteMatch {
     pub local: Vec<IpNet>,
     pub sni: Vec<SniPattern>,
     pub source: Vec<IpNet>,
+    pub client_hello: Option<HelloMatch>,
+}
+
+/// ClientHello traits a route can require; every given test must pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HelloMatch {
+    pub format: Option<HelloFormat>,
+    /// The highest version offered is at most this.
+    pub max_version: Option<TlsVersion>,
+    /// Any of these exact JA4 strings.
+    pub ja4: Vec<String>,
+    /// Offers any of these suites (IANA codes).
+    pub offers_cipher: Vec<u16>,
 }
 
 /// Client-certificate verification for a listener or route.
@@ -642,6 +657,11 @@ impl Validator<'_> {
                 .map(|(i, s)| self.sni_pattern(&format!("{key}.match.sni[{i}]"), s))
                 .collect::<Result<_, _>>()?,
             source: self.cidrs(&format!("{key}.match.source"), &m.source)?,
+            client_hello: m
+                .client_hello
+                .as_ref()
+                .map(|h| self.hello_match(&format!("{key}.match.client_hello"), h))
+                .transpose()?,
         };
         let target = Target {
             certificate: match &r.certificate {
@@ -744,6 +764,60 @@ impl Validator<'_> {
             headers,
             forward_chain: raw.forward_chain.unwrap_or(false),
             mac_path_pattern: pattern,
+        })
+    }
+
+    fn hello_match(&self, key: &str, raw: &raw::RawHelloMatch) -> Result<HelloMatch, ConfigError> {
+        let format = match raw.format.as_deref() {
+            None => None,
+            Some("tls") => Some(HelloFormat::Tls),
+            Some("sslv2") => Some(HelloFormat::Sslv2),
+            Some(other) => {
+                return Err(self.err(
+                    format!("{key}.format"),
+                    format!("'{other}' is not a hello format (tls or sslv2)"),
+                ))
+            }
+        };
+        let max_version = raw
+            .max_version
+            .as_deref()
+            .map(|v| {
+                TlsVersion::parse(v).ok_or_else(|| {
+                    self.err(
+                        format!("{key}.max_version"),
+                        format!("unknown version '{v}' (use ssl3, tls1.0, tls1.1, tls1.2, tls1.3)"),
+                    )
+                })
+            })
+            .transpose()?;
+        for (i, j) in raw.ja4.iter().enumerate() {
+            let parts: Vec<&str> = j.split('_').collect();
+            if parts.len() != 3 || parts[0].len() != 10 || !j.is_ascii() {
+                return Err(self.err(
+                    format!("{key}.ja4[{i}]"),
+                    format!("'{j}' is not a JA4 fingerprint (like t13d1516h2_8daaf6152771_b186095e22b6)"),
+                ));
+            }
+        }
+        let offers_cipher = raw
+            .offers_cipher
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                cipher_code(name).ok_or_else(|| {
+                    self.err(
+                        format!("{key}.offers_cipher[{i}]"),
+                        format!("unknown cipher suite '{name}' (OpenSSL name, IANA TLS 1.3 name, or 0x1234)"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HelloMatch {
+            format,
+            max_version,
+            ja4: raw.ja4.clone(),
+            offers_cipher,
         })
     }
 
@@ -867,6 +941,15 @@ impl Validator<'_> {
             Ok(d)
         }
     }
+}
+
+/// A cipher suite's code from its OpenSSL name, its TLS 1.3 IANA name, or `0x....`.
+pub fn cipher_code(name: &str) -> Option<u16> {
+    if let Some(hex) = name.strip_prefix("0x").or_else(|| name.strip_prefix("0X")) {
+        return u16::from_str_radix(hex, 16).ok();
+    }
+    (0..=u16::MAX)
+        .find(|c| crate::hello::cipher_name(*c).is_some_and(|n| n.eq_ignore_ascii_case(name)))
 }
 
 fn list<'a>(names: impl Iterator<Item = &'a String>) -> String {

@@ -185,4 +185,20 @@ pub struct RawMatch {
     pub sni: Vec<String>,
     #[serde(default)]
     pub source: Vec<String>,
+    #[serde(default)]
+    pub client_hello: Option<RawHelloMatch>,
+}
+
+/// Tests on the sniffed ClientHello (old devices send no SNI; their hellos tell them apart).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHelloMatch {
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub max_version: Option<String>,
+    #[serde(default)]
+    pub ja4: Vec<String>,
+    #[serde(default)]
+    pub offers_cipher: Vec<String>,
 }

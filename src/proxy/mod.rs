@@ -16,6 +16,7 @@ use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 pub use stream::{ConnInfo, ProxyStream};
 
 use crate::identity::{self, ClientIdentity, Verify};
+use crate::metrics::{self, Telemetry};
 use crate::route::IdentityRt;
 
 /// Headers provgate owns: any copy the client sends is dropped before forwarding.
@@ -28,25 +29,28 @@ pub const FORWARDING_HEADERS: [&str; 6] = [
     "forwarded",
 ];
 
-/// The [`ProxyHttp`] implementation. Stateless: everything per connection comes from the
-/// stream's [`ConnInfo`].
-#[derive(Debug, Default)]
-pub struct Provgate;
+/// The [`ProxyHttp`] implementation. Everything per connection comes from the stream's
+/// [`ConnInfo`]; what it holds is process-wide (metrics, fingerprints).
+#[derive(Debug)]
+pub struct Provgate {
+    telemetry: Arc<Telemetry>,
+}
 
 /// Per-request context.
 #[derive(Debug)]
 pub struct RequestCtx {
     conn: Option<Arc<ConnInfo>>,
     started: Instant,
+    upstream_started: Option<Instant>,
 }
 
 pub type ProxyApp = HttpProxy<Provgate>;
 
 /// The process-wide pingora application; its upstream connection pool is shared by all
 /// listeners.
-pub fn app() -> Arc<ProxyApp> {
+pub fn app(telemetry: Arc<Telemetry>) -> Arc<ProxyApp> {
     let conf = Arc::new(ServerConf::default());
-    Arc::new(pingora_proxy::http_proxy(&conf, Provgate))
+    Arc::new(pingora_proxy::http_proxy(&conf, Provgate { telemetry }))
 }
 
 fn conn_info(session: &Session) -> Option<Arc<ConnInfo>> {
@@ -71,6 +75,7 @@ impl ProxyHttp for Provgate {
         RequestCtx {
             conn: None,
             started: Instant::now(),
+            upstream_started: None,
         }
     }
 
@@ -128,6 +133,7 @@ impl ProxyHttp for Provgate {
         upstream: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.upstream_started = Some(Instant::now());
         let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
         for name in FORWARDING_HEADERS {
             upstream.remove_header(name);
@@ -180,6 +186,9 @@ impl ProxyHttp for Provgate {
             None => Default::default(),
         };
         let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(conn) = &ctx.conn {
+            self.observe(conn, req, status, e, ctx.upstream_started);
+        }
         match e {
             None => tracing::info!(
                 %listener, %route, %peer, method = %req.method, path = %req.uri.path(),
@@ -189,6 +198,49 @@ impl ProxyHttp for Provgate {
                 %listener, %route, %peer, method = %req.method, path = %req.uri.path(),
                 status, elapsed_ms, error = %err, "request failed"
             ),
+        }
+    }
+}
+
+impl Provgate {
+    /// Count a finished request: status class, backend latency and errors, the device family.
+    fn observe(
+        &self,
+        conn: &ConnInfo,
+        req: &RequestHeader,
+        status: u16,
+        e: Option<&Error>,
+        upstream_started: Option<Instant>,
+    ) {
+        let m = &self.telemetry.metrics;
+        let backend: &str = &conn.route.backend.name;
+        m.requests
+            .with_label_values(&[
+                &*conn.listener,
+                &*conn.route.name,
+                metrics::status_class(status),
+            ])
+            .inc();
+        if let Some(t) = upstream_started {
+            match e {
+                Some(err) if err.esource() == &ErrorSource::Upstream => {
+                    let kind = if status_for(err) == 504 {
+                        "timeout"
+                    } else {
+                        "unreachable"
+                    };
+                    m.upstream_errors.with_label_values(&[backend, kind]).inc();
+                }
+                _ => m
+                    .upstream_duration
+                    .with_label_values(&[backend])
+                    .observe(t.elapsed().as_secs_f64()),
+            }
+        }
+        if let Some(ua) = req.headers.get("user-agent").and_then(|v| v.to_str().ok()) {
+            let (family, firmware) = metrics::device_bucket(ua);
+            m.devices_seen.with_label_values(&[family, &firmware]).inc();
+            self.telemetry.fingerprints.user_agent(&conn.ja4, ua);
         }
     }
 }

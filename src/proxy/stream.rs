@@ -31,6 +31,8 @@ pub struct ConnInfo {
     pub version: &'static str,
     pub cipher: String,
     pub sni: Option<String>,
+    /// JA4 fingerprint of the ClientHello.
+    pub ja4: String,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     /// The client certificate and its verification outcome.

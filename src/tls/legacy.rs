@@ -18,6 +18,7 @@ use tokio_openssl::SslStream;
 
 use super::certs::LoadedCert;
 use super::client_auth::ClientVerifier;
+use super::Reason;
 use crate::config::{Profile, TlsVersion};
 
 /// An OpenSSL server context for one (certificate, profile) pair.
@@ -35,7 +36,34 @@ impl std::fmt::Debug for LegacyContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     pub ssl3: bool,
+    pub tls1_0: bool,
+    pub des3: bool,
+    pub rc4: bool,
+    pub dhe: bool,
     pub legacy_provider: bool,
+}
+
+impl Capabilities {
+    pub fn as_pairs(&self) -> [(&'static str, bool); 5] {
+        [
+            ("ssl3", self.ssl3),
+            ("tls1.0", self.tls1_0),
+            ("3des", self.des3),
+            ("rc4", self.rc4),
+            ("dhe", self.dhe),
+        ]
+    }
+}
+
+/// Whether OpenSSL accepts a cipher string at security level 0 (the suites exist and their
+/// algorithms are available from the loaded providers).
+fn cipher_available(list: &str) -> bool {
+    SslContextBuilder::new(SslMethod::tls_server())
+        .map(|mut b| {
+            b.set_security_level(0);
+            b.set_cipher_list(list).is_ok()
+        })
+        .unwrap_or(false)
 }
 
 /// Load OpenSSL's legacy provider (RC4 lives there) next to the default one. Idempotent; the
@@ -45,6 +73,10 @@ pub fn init() -> Capabilities {
     let legacy = LEGACY.get_or_init(|| Provider::try_load(None, "legacy", true).ok());
     Capabilities {
         ssl3: !cfg!(provgate_no_ssl3),
+        tls1_0: cipher_available("AES128-SHA"),
+        des3: cipher_available("DES-CBC3-SHA"),
+        rc4: cipher_available("RC4-SHA"),
+        dhe: cipher_available("DHE-RSA-AES128-SHA"),
         legacy_provider: legacy.is_some(),
     }
 }
@@ -163,23 +195,59 @@ impl LegacyContext {
     }
 
     /// Run the server handshake over `io` (which replays the sniffed hello).
-    pub async fn accept<S>(&self, io: S) -> Result<SslStream<S>, String>
+    pub async fn accept<S>(&self, io: S) -> Result<SslStream<S>, (Reason, String)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let ssl = Ssl::new(&self.ctx).map_err(|e| e.to_string())?;
-        let mut stream = SslStream::new(ssl, io).map_err(|e| e.to_string())?;
+        let internal = |e: openssl::error::ErrorStack| (Reason::Internal, e.to_string());
+        let ssl = Ssl::new(&self.ctx).map_err(internal)?;
+        let mut stream = SslStream::new(ssl, io).map_err(internal)?;
         match Pin::new(&mut stream).accept().await {
             Ok(()) => Ok(stream),
             Err(e) => {
-                let mut reason = describe_ssl_error(&e);
+                let mut detail = describe_ssl_error(&e);
                 let verify = stream.ssl().verify_result();
-                if verify != openssl::x509::X509VerifyResult::OK {
-                    reason.push_str(&format!("; client certificate: {}", verify.error_string()));
+                let verify_failed = verify != openssl::x509::X509VerifyResult::OK;
+                if verify_failed {
+                    detail.push_str(&format!("; client certificate: {}", verify.error_string()));
                 }
-                Err(reason)
+                Err((
+                    classify(&e, &detail, verify_failed.then_some(verify)),
+                    detail,
+                ))
             }
         }
+    }
+}
+
+/// Map an OpenSSL failure onto the reason taxonomy.
+fn classify(
+    e: &openssl::ssl::Error,
+    detail: &str,
+    verify: Option<openssl::x509::X509VerifyResult>,
+) -> Reason {
+    if let Some(v) = verify {
+        // 18-21: self-signed / no local issuer / cannot verify the first certificate.
+        return match v.as_raw() {
+            18..=21 | 2 => Reason::UnknownCa,
+            _ => Reason::BadCertificate,
+        };
+    }
+    let d = detail.to_ascii_lowercase();
+    if d.contains("no shared cipher") || d.contains("no cipher") {
+        Reason::NoSharedCipher
+    } else if d.contains("protocol") || d.contains("version") {
+        Reason::ProtocolVersion
+    } else if d.contains("did not return a certificate") {
+        Reason::NoCertificate
+    } else if d.contains("certificate") {
+        Reason::BadCertificate
+    } else if d.contains("alert") {
+        Reason::ClientAlert
+    } else if e.ssl_error().is_none() {
+        Reason::ClientClosed
+    } else {
+        Reason::Internal
     }
 }
 

@@ -26,6 +26,42 @@ use client_auth::ClientVerifier;
 use legacy::LegacyContext;
 use modern::ModernContext;
 
+/// Why a handshake failed, from a small fixed taxonomy (a metric label and a log field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    NoSharedCipher,
+    ProtocolVersion,
+    NoCertificate,
+    BadCertificate,
+    UnknownCa,
+    ClientAlert,
+    ClientClosed,
+    Internal,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::NoSharedCipher => "no_shared_cipher",
+            Reason::ProtocolVersion => "protocol_version",
+            Reason::NoCertificate => "no_certificate",
+            Reason::BadCertificate => "bad_certificate",
+            Reason::UnknownCa => "unknown_ca",
+            Reason::ClientAlert => "client_alert",
+            Reason::ClientClosed => "client_closed",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
+/// A failed handshake: the engine, the classified reason and the library's own words.
+#[derive(Debug, Clone)]
+pub struct HandshakeError {
+    pub engine: Engine,
+    pub reason: Reason,
+    pub detail: String,
+}
+
 /// Which engine served a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -108,7 +144,7 @@ impl ServerTls {
         &self,
         hello: &ClientHello,
         io: S,
-    ) -> Result<TlsStream<S>, (Engine, String)>
+    ) -> Result<TlsStream<S>, HandshakeError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -123,13 +159,25 @@ impl ServerTls {
                 .accept(io)
                 .await
                 .map(|s| TlsStream::Modern(Box::new(s)))
-                .map_err(|e| (Engine::Modern, e)),
+                .map_err(|(reason, detail)| HandshakeError {
+                    engine: Engine::Modern,
+                    reason,
+                    detail,
+                }),
             (Engine::Legacy, Some(l), _) => l
                 .accept(io)
                 .await
                 .map(|s| TlsStream::Legacy(Box::new(s)))
-                .map_err(|e| (Engine::Legacy, e)),
-            _ => Err((engine, "no context for the chosen engine".to_string())),
+                .map_err(|(reason, detail)| HandshakeError {
+                    engine: Engine::Legacy,
+                    reason,
+                    detail,
+                }),
+            _ => Err(HandshakeError {
+                engine,
+                reason: Reason::Internal,
+                detail: "no context for the chosen engine".to_string(),
+            }),
         }
     }
 
@@ -179,6 +227,19 @@ impl<S> TlsStream<S> {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "tls1.3",
                 _ => "unknown",
             },
+        }
+    }
+
+    /// Size of the finite-field DH group used, when the handshake used DHE.
+    pub fn dh_bits(&self) -> Option<u32> {
+        match self {
+            TlsStream::Legacy(s) => s
+                .ssl()
+                .tmp_key()
+                .ok()
+                .filter(|k| k.id() == openssl::pkey::Id::DH)
+                .map(|k| k.bits()),
+            TlsStream::Modern(_) => None,
         }
     }
 

@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::certs::LoadedCert;
 use super::client_auth::ClientVerifier;
+use super::Reason;
 use crate::config::{Profile, TlsVersion};
 use crate::hello::{ClientHello, ProtocolVersion};
 
@@ -108,16 +109,42 @@ impl ModernContext {
         })
     }
 
-    pub async fn accept<S>(&self, io: S) -> Result<TlsStream<S>, String>
+    pub async fn accept<S>(&self, io: S) -> Result<TlsStream<S>, (Reason, String)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.acceptor
-            .accept(io)
-            .await
-            .map_err(|e| match e.get_ref() {
-                Some(inner) => inner.to_string(),
-                None => e.to_string(),
-            })
+        self.acceptor.accept(io).await.map_err(|e| {
+            match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(err) => (classify(err), err.to_string()),
+                None => (Reason::ClientClosed, e.to_string()),
+            }
+        })
+    }
+}
+
+/// Map a rustls failure onto the reason taxonomy.
+fn classify(e: &rustls::Error) -> Reason {
+    use rustls::{CertificateError, Error, PeerIncompatible};
+    match e {
+        Error::PeerIncompatible(p) => match p {
+            PeerIncompatible::NoCipherSuitesInCommon => Reason::NoSharedCipher,
+            // A TLS 1.0/1.1 hello carries neither extension.
+            PeerIncompatible::SignatureAlgorithmsExtensionRequired
+            | PeerIncompatible::SupportedVersionsExtensionRequired
+            | PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled
+            | PeerIncompatible::Tls13RequiredForQuic => Reason::ProtocolVersion,
+            _ => Reason::NoSharedCipher,
+        },
+        Error::NoCertificatesPresented => Reason::NoCertificate,
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => Reason::UnknownCa,
+        Error::InvalidCertificate(CertificateError::Other(o))
+            if o.to_string().contains("issuer") || o.to_string().contains("verify the first") =>
+        {
+            Reason::UnknownCa
+        }
+        Error::InvalidCertificate(_) => Reason::BadCertificate,
+        Error::AlertReceived(_) => Reason::ClientAlert,
+        _ => Reason::Internal,
     }
 }

@@ -1,0 +1,385 @@
+//! Prometheus metrics: one [`Metrics`] registered into a registry the caller passes in (tests
+//! use a fresh one). Every label takes values from a bounded set: listener and route names come
+//! from the config, versions/ciphers/engines from the TLS libraries, reasons from a fixed
+//! taxonomy, device families and firmware from a bucketing function. Raw IPs, SNI names and
+//! User-Agents never become labels.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::hello::{ClientHello, HelloFormat};
+
+/// Everything observed across connections: metrics and the fingerprint view.
+#[derive(Debug)]
+pub struct Telemetry {
+    pub metrics: Metrics,
+    pub fingerprints: crate::fingerprint::Fingerprints,
+}
+
+impl Telemetry {
+    pub fn new(registry: Registry) -> Telemetry {
+        Telemetry {
+            metrics: Metrics::new(registry),
+            fingerprints: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub connections_accepted: IntCounterVec,
+    pub connections_open: IntGaugeVec,
+    pub client_hellos: IntCounterVec,
+    pub handshakes: IntCounterVec,
+    pub handshake_failures: IntCounterVec,
+    pub handshake_duration: HistogramVec,
+    pub dhe_handshakes: IntCounterVec,
+    pub requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub devices_seen: IntCounterVec,
+    pub certificate_not_after: IntGaugeVec,
+    pub build_info: IntGaugeVec,
+    pub openssl_capability: IntGaugeVec,
+    pub draining: IntGauge,
+    pub refused_connections: IntCounterVec,
+    pub reloads: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("static metric definition");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+impl Metrics {
+    /// Define every metric in `registry`. Panics only on a programming error (a duplicate or
+    /// malformed static definition), which the tests catch.
+    pub fn new(registry: Registry) -> Metrics {
+        let r = &registry;
+        let draining = IntGauge::new("provgate_draining", "1 while shutting down and draining")
+            .expect("static metric definition");
+        r.register(Box::new(draining.clone()))
+            .expect("metric registered once");
+        let latency = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        Metrics {
+            connections_accepted: counter(
+                r,
+                "provgate_connections_accepted_total",
+                "TCP connections accepted",
+                &["listener"],
+            ),
+            connections_open: gauge(
+                r,
+                "provgate_connections_open",
+                "Connections currently open",
+                &["listener"],
+            ),
+            client_hellos: counter(
+                r,
+                "provgate_client_hellos_total",
+                "ClientHellos parsed, by record format and highest version offered",
+                &["listener", "format", "max_version"],
+            ),
+            handshakes: counter(
+                r,
+                "provgate_handshakes_total",
+                "TLS handshakes by outcome; version and cipher are empty on failure",
+                &[
+                    "listener", "route", "engine", "version", "cipher", "outcome",
+                ],
+            ),
+            handshake_failures: counter(
+                r,
+                "provgate_handshake_failures_total",
+                "Connections that ended before HTTP, by reason",
+                &["listener", "reason"],
+            ),
+            handshake_duration: histogram(
+                r,
+                "provgate_handshake_duration_seconds",
+                "From accept to finished handshake",
+                &["listener", "engine"],
+                latency.clone(),
+            ),
+            dhe_handshakes: counter(
+                r,
+                "provgate_dhe_handshakes_total",
+                "Handshakes that used finite-field DHE, by group size",
+                &["listener", "bits"],
+            ),
+            requests: counter(
+                r,
+                "provgate_requests_total",
+                "HTTP requests by status class",
+                &["listener", "route", "status_class"],
+            ),
+            upstream_duration: histogram(
+                r,
+                "provgate_upstream_duration_seconds",
+                "Backend response time (request sent to response complete)",
+                &["backend"],
+                latency,
+            ),
+            upstream_errors: counter(
+                r,
+                "provgate_upstream_errors_total",
+                "Requests the backend could not serve",
+                &["backend", "kind"],
+            ),
+            devices_seen: counter(
+                r,
+                "provgate_devices_seen_total",
+                "Requests by device family and firmware (from the User-Agent)",
+                &["family", "firmware"],
+            ),
+            certificate_not_after: gauge(
+                r,
+                "provgate_certificate_not_after_seconds",
+                "Certificate expiry as Unix time",
+                &["certificate"],
+            ),
+            build_info: gauge(
+                r,
+                "provgate_build_info",
+                "Always 1; labels describe the build",
+                &["version", "openssl"],
+            ),
+            openssl_capability: gauge(
+                r,
+                "provgate_openssl_capability",
+                "1 when the linked OpenSSL can do this",
+                &["feature"],
+            ),
+            refused_connections: counter(
+                r,
+                "provgate_refused_connections_total",
+                "Connections refused before TLS",
+                &["listener", "reason"],
+            ),
+            reloads: counter(
+                r,
+                "provgate_reload_total",
+                "Configuration reloads by outcome",
+                &["outcome"],
+            ),
+            draining,
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of everything registered.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    pub fn hello(&self, listener: &str, h: &ClientHello) {
+        let format = match h.format {
+            HelloFormat::Tls => "tls",
+            HelloFormat::Sslv2 => "sslv2",
+        };
+        self.client_hellos
+            .with_label_values(&[listener, format, &bounded_version(h)])
+            .inc();
+    }
+}
+
+fn bounded_version(h: &ClientHello) -> String {
+    let v = h.max_version();
+    if (0x0300..=0x0304).contains(&v.0) || v.0 == 0x0002 {
+        v.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
+/// `2xx`, `4xx`, ... (`0` becomes `none`: no response was written).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+/// Device family and firmware bucket from a provisioning User-Agent such as
+/// `Linksys/SPA-2102-2.0.5 (88012BA01234)`, `Cisco/SPA508G-7.4.8a (...)` or
+/// `Cisco-CP-8841-3PCC/11.0 (...)`. Both values come from fixed, small sets.
+pub fn device_bucket(user_agent: &str) -> (&'static str, String) {
+    let ua = user_agent.to_ascii_uppercase();
+    let family = if ua.contains("PAP2T") {
+        "PAP2T"
+    } else if ua.contains("PAP2") {
+        "PAP2"
+    } else if let Some(model) = model_after(&ua, "SPA") {
+        match model {
+            m if m.len() == 4 && m.starts_with('2') => "SPA2xxx",
+            m if m.len() == 4 && m.starts_with('3') => "SPA3xxx",
+            m if m.len() == 4 && m.starts_with('8') => "SPA8xxx",
+            m if m.starts_with('9') => "SPA9xx",
+            m if m.starts_with('5') => "SPA5xx",
+            m if m.starts_with('3') => "SPA3xx",
+            m if m.starts_with('2') => "SPA2xx",
+            m if m.starts_with('1') => "SPA1xx",
+            _ => "SPA-other",
+        }
+    } else if ua.contains("CP-78") {
+        "CP-78xx"
+    } else if ua.contains("CP-88") {
+        "CP-88xx"
+    } else if ua.contains("CP-68") {
+        "CP-68xx"
+    } else if ua.contains("ATA19") {
+        "ATA19x"
+    } else if ua.contains("WRP") {
+        "WRP"
+    } else if ua.contains("RTP") {
+        "RTP"
+    } else {
+        "other"
+    };
+    (family, firmware_bucket(&ua))
+}
+
+fn model_after<'a>(ua: &'a str, prefix: &str) -> Option<&'a str> {
+    let i = ua.find(prefix)?;
+    let rest = ua[i + prefix.len()..].trim_start_matches('-');
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
+}
+
+/// `major.minor` of the first version number after the model, when both are small numbers.
+fn firmware_bucket(ua: &str) -> String {
+    let bytes = ua.as_bytes();
+    for (i, w) in bytes.windows(3).enumerate() {
+        let starts = i == 0 || matches!(bytes[i - 1], b'-' | b'/' | b' ');
+        if starts && w[0].is_ascii_digit() {
+            let tail = &ua[i..];
+            let mut parts = tail.split(|c: char| !c.is_ascii_digit());
+            let (Some(major), Some(minor)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if tail.as_bytes().get(major.len()) != Some(&b'.') {
+                continue;
+            }
+            if let (Ok(a), Ok(b)) = (major.parse::<u32>(), minor.parse::<u32>()) {
+                if a <= 20 && b <= 20 {
+                    return format!("{a}.{b}");
+                }
+            }
+        }
+    }
+    "other".to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_buckets() {
+        assert_eq!(
+            device_bucket("Linksys/SPA-2102-2.0.5 (88012BA01234)"),
+            ("SPA2xxx", "2.0".into())
+        );
+        assert_eq!(
+            device_bucket("Cisco/SPA508G-7.4.8a (0002FDFF2103)(CBT141400UK)"),
+            ("SPA5xx", "7.4".into())
+        );
+        assert_eq!(
+            device_bucket("Cisco/SPA525G-7.4.7 (CBT141900G7)"),
+            ("SPA5xx", "7.4".into())
+        );
+        assert_eq!(
+            device_bucket("Cisco-CP-8841-3PCC/11.0 (00562b043615)"),
+            ("CP-88xx", "11.0".into())
+        );
+        assert_eq!(
+            device_bucket("Linksys/PAP2T-5.1.6(LS)"),
+            ("PAP2T", "5.1".into())
+        );
+        assert_eq!(
+            device_bucket("Sipura/SPA962-6.1.5(a)"),
+            ("SPA9xx", "6.1".into())
+        );
+        assert_eq!(device_bucket("curl/8.0.1"), ("other", "8.0".into()));
+        assert_eq!(
+            device_bucket("Mozilla/5.0 (X11; Linux)"),
+            ("other", "5.0".into())
+        );
+        assert_eq!(device_bucket("x/99999.1"), ("other", "other".into()));
+        assert_eq!(device_bucket(""), ("other", "other".into()));
+    }
+
+    #[test]
+    fn label_sets_stay_bounded_under_random_user_agents() {
+        let mut families = std::collections::HashSet::new();
+        let mut firmware = std::collections::HashSet::new();
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for i in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ua = format!(
+                "Vendor{}/SPA{}-{}.{}.{} ({x:x})",
+                i,
+                x % 1000,
+                x % 97,
+                (x >> 8) % 41,
+                i
+            );
+            let (f, fw) = device_bucket(&ua);
+            families.insert(f);
+            firmware.insert(fw);
+        }
+        assert!(families.len() <= 16, "{families:?}");
+        assert!(firmware.len() <= 21 * 21 + 1, "{}", firmware.len());
+    }
+
+    #[test]
+    fn definitions_are_valid_and_render() {
+        let m = Metrics::new(Registry::new());
+        m.requests.with_label_values(&["l", "r", "2xx"]).inc();
+        let text = m.render();
+        assert!(
+            text.contains(
+                "provgate_requests_total{listener=\"l\",route=\"r\",status_class=\"2xx\"} 1"
+            ),
+            "{text}"
+        );
+    }
+}
