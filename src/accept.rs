@@ -1,14 +1,18 @@
 //! Listeners: bind every configured address, accept in a loop, one task per connection.
-//! No single connection's error ends the loop; running out of file descriptors backs off.
+//! No single connection's error ends the loop; running out of file descriptors backs off;
+//! connections over the listener's or the process's limit are closed at once and counted.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora_core::server::ShutdownWatch;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
@@ -31,40 +35,120 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accept connections for `listener` (by name) until `shutdown` turns true.
+/// Open-connection counters that outlive reloads: per listener name and in total.
+#[derive(Debug, Default)]
+pub struct ConnLimits {
+    total: Arc<AtomicUsize>,
+    per_listener: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+}
+
+/// Holds one connection's place under both limits until dropped.
+#[derive(Debug)]
+pub struct Permit {
+    counters: [Arc<AtomicUsize>; 2],
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        for c in &self.counters {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl ConnLimits {
+    /// A place for one more connection, or `None` (with which limit was hit).
+    pub fn try_acquire(
+        &self,
+        listener: &str,
+        listener_max: usize,
+        total_max: usize,
+    ) -> Result<Permit, &'static str> {
+        let mine = {
+            let mut map = self.per_listener.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(listener.to_string()).or_default().clone()
+        };
+        if mine.fetch_add(1, Ordering::AcqRel) >= listener_max {
+            mine.fetch_sub(1, Ordering::AcqRel);
+            return Err("listener_limit");
+        }
+        if self.total.fetch_add(1, Ordering::AcqRel) >= total_max {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            mine.fetch_sub(1, Ordering::AcqRel);
+            return Err("total_limit");
+        }
+        Ok(Permit {
+            counters: [mine, self.total.clone()],
+        })
+    }
+}
+
+/// What every accept loop shares.
+pub struct Shared {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub app: Arc<ProxyApp>,
+    pub telemetry: Arc<Telemetry>,
+    pub limits: Arc<ConnLimits>,
+    pub tasks: TaskTracker,
+    pub shutdown: ShutdownWatch,
+}
+
+/// Accept connections for `listener` (by name) until shutdown or `stop` (a reload removed
+/// this address). Connections already accepted are unaffected by either.
 pub async fn accept_loop(
     tcp: TcpListener,
     listener: Arc<str>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    app: Arc<ProxyApp>,
-    telemetry: Arc<Telemetry>,
-    tasks: TaskTracker,
-    mut shutdown: ShutdownWatch,
+    shared: Shared,
+    stop: CancellationToken,
 ) {
+    let mut shutdown = shared.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
+            _ = stop.cancelled() => break,
             r = tcp.accept() => r,
         };
         match accepted {
             Ok((stream, peer)) => {
-                if let Err(e) = stream.set_nodelay(true) {
-                    debug!(%peer, error = %e, "TCP_NODELAY failed");
-                }
                 // The snapshot current at accept time serves the whole connection.
-                let Some(rt) = snapshot.load().listeners.get(&*listener).cloned() else {
+                let snapshot = shared.snapshot.load();
+                let Some(rt) = snapshot.listeners.get(&*listener).cloned() else {
                     debug!(%listener, "listener no longer configured; closing connection");
                     continue;
                 };
-                tasks.spawn(connection::serve(
-                    stream,
-                    peer,
-                    rt,
-                    app.clone(),
-                    telemetry.clone(),
-                    shutdown.clone(),
-                ));
+                let permit = match shared.limits.try_acquire(
+                    &listener,
+                    rt.max_connections,
+                    snapshot.config.limits.max_connections,
+                ) {
+                    Ok(p) => p,
+                    Err(which) => {
+                        let t = &shared.telemetry;
+                        t.metrics
+                            .refused_connections
+                            .with_label_values(&[&*listener, which])
+                            .inc();
+                        if t.refusal_log.allow() {
+                            warn!(%listener, %peer, reason = which, "connection refused: limit reached");
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                };
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!(%peer, error = %e, "TCP_NODELAY failed");
+                }
+                let (app, telemetry, watch) = (
+                    shared.app.clone(),
+                    shared.telemetry.clone(),
+                    shared.shutdown.clone(),
+                );
+                let limits = snapshot.config.limits.clone();
+                shared.tasks.spawn(async move {
+                    let _permit = permit;
+                    connection::serve(stream, peer, rt, app, telemetry, limits, watch).await;
+                });
             }
             Err(e) if is_fd_exhaustion(&e) => {
                 error!(%listener, error = %e, "out of file descriptors; pausing accept for 100ms");
@@ -78,4 +162,21 @@ pub async fn accept_loop(
 fn is_fd_exhaustion(e: &std::io::Error) -> bool {
     // EMFILE (24) and ENFILE (23) on Linux; ENOBUFS/ENOMEM are treated the same.
     matches!(e.raw_os_error(), Some(23) | Some(24) | Some(105) | Some(12))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_count_per_listener_and_in_total() {
+        let l = ConnLimits::default();
+        let a1 = l.try_acquire("a", 2, 3).unwrap();
+        let _a2 = l.try_acquire("a", 2, 3).unwrap();
+        assert_eq!(l.try_acquire("a", 2, 3).unwrap_err(), "listener_limit");
+        let _b1 = l.try_acquire("b", 2, 3).unwrap();
+        assert_eq!(l.try_acquire("b", 2, 3).unwrap_err(), "total_limit");
+        drop(a1);
+        assert!(l.try_acquire("b", 2, 3).is_ok());
+    }
 }

@@ -12,11 +12,13 @@ use pingora_core::server::ShutdownWatch;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use crate::config::{Limits, ProxyProtocol};
 use crate::diagnose;
 use crate::fingerprint;
 use crate::hello::ClientHello;
 use crate::metrics::Telemetry;
 use crate::proxy::{ConnInfo, ProxyApp, ProxyStream};
+use crate::proxy_protocol::{self, ProxyHeaderError};
 use crate::route::{ConnFacts, ListenerRt, RouteRt};
 use crate::sniff::{self, Replay, SniffError};
 use crate::tls::HandshakeError;
@@ -30,6 +32,12 @@ pub enum ConnError {
     Timeout(std::time::Duration),
     #[error("{} handshake failed: {}", .0.engine.name(), .0.detail)]
     Handshake(HandshakeError),
+    #[error("{0}")]
+    ProxyHeader(#[from] ProxyHeaderError),
+    #[error("PROXY header from {0}, which is not in trusted_proxies")]
+    UntrustedProxy(std::net::IpAddr),
+    #[error("client {0} is not admitted by the allow/deny lists")]
+    Denied(std::net::IpAddr),
 }
 
 impl ConnError {
@@ -41,6 +49,9 @@ impl ConnError {
             ConnError::Sniff(SniffError::Io(_)) => "io",
             ConnError::Timeout(_) => "timeout",
             ConnError::Handshake(h) => h.reason.label(),
+            ConnError::ProxyHeader(_) => "proxy_header",
+            ConnError::UntrustedProxy(_) => "untrusted_proxy",
+            ConnError::Denied(_) => "denied",
         }
     }
 }
@@ -61,6 +72,7 @@ pub async fn serve(
     listener: Arc<ListenerRt>,
     app: Arc<ProxyApp>,
     telemetry: Arc<Telemetry>,
+    limits: Limits,
     shutdown: ShutdownWatch,
 ) {
     let m = &telemetry.metrics;
@@ -82,7 +94,7 @@ pub async fn serve(
     let limit = listener.handshake_timeout;
     let established = tokio::time::timeout(
         limit,
-        establish(tcp, peer, local, &listener, &telemetry, &mut seen),
+        establish(tcp, peer, local, &listener, &telemetry, &limits, &mut seen),
     )
     .await
     .unwrap_or(Err(ConnError::Timeout(limit)));
@@ -118,6 +130,8 @@ pub async fn serve(
 struct Seen {
     hello: Option<(ClientHello, String)>,
     route: Option<Arc<RouteRt>>,
+    /// The client address from a PROXY header, when there was one.
+    client: Option<SocketAddr>,
 }
 
 async fn establish(
@@ -126,9 +140,32 @@ async fn establish(
     local: SocketAddr,
     listener: &ListenerRt,
     telemetry: &Telemetry,
+    limits: &Limits,
     seen: &mut Seen,
 ) -> Result<ProxyStream, ConnError> {
-    let (hello, bytes) = sniff::read_hello(&mut tcp).await?;
+    // The real client: the peer, or the address a trusted PROXY header carries.
+    let mut early = bytes::BytesMut::new();
+    let mut peer = peer;
+    if listener.proxy_protocol != ProxyProtocol::Off {
+        let tcp_peer = peer.ip().to_canonical();
+        if !listener
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&tcp_peer))
+        {
+            return Err(ConnError::UntrustedProxy(tcp_peer));
+        }
+        let (client, rest) = proxy_protocol::read_header(&mut tcp, listener.proxy_protocol).await?;
+        if let Some(client) = client {
+            peer = client;
+        }
+        early = rest;
+    }
+    seen.client = Some(peer);
+    if !listener.access.admits(peer.ip()) {
+        return Err(ConnError::Denied(peer.ip()));
+    }
+    let (hello, bytes) = sniff::read_hello(&mut tcp, early).await?;
     let ja4 = fingerprint::ja4(&hello);
     telemetry.metrics.hello(&listener.name, &hello);
     telemetry.fingerprints.connection(&ja4, &hello);
@@ -141,6 +178,9 @@ async fn establish(
         })
         .clone();
     seen.route = Some(route.clone());
+    if !route.access.admits(peer.ip()) {
+        return Err(ConnError::Denied(peer.ip()));
+    }
     let tls = match route.tls.accept(&hello, Replay::new(bytes, tcp)).await {
         Ok(tls) => tls,
         Err(e) => {
@@ -166,6 +206,8 @@ async fn establish(
         route,
         peer,
         local,
+        limits: limits.clone(),
+        header_deadline: Default::default(),
     };
     Ok(ProxyStream::new(tls, info))
 }
@@ -182,10 +224,20 @@ fn failed(
     let m = &telemetry.metrics;
     let name: &str = &listener.name;
     let reason = e.label();
+    let peer = seen.client.unwrap_or(peer);
+    let route = seen.route.as_ref().map_or("-", |r| &*r.name);
+    if matches!(e, ConnError::Denied(_) | ConnError::UntrustedProxy(_)) {
+        m.refused_connections
+            .with_label_values(&[name, reason])
+            .inc();
+        if telemetry.refusal_log.allow() {
+            warn!(listener = name, route, %peer, %local, reason, "connection refused: {e}");
+        }
+        return;
+    }
     m.handshake_failures
         .with_label_values(&[name, reason])
         .inc();
-    let route = seen.route.as_ref().map_or("-", |r| &*r.name);
     let Some((hello, ja4)) = &seen.hello else {
         warn!(listener = name, route, %peer, %local, reason, "connection closed before HTTP: {e}");
         return;

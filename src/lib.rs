@@ -31,6 +31,7 @@ pub mod identity;
 pub mod metrics;
 pub mod pki;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod route;
 pub mod sample_backend;
 pub mod server;

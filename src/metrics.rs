@@ -16,6 +16,30 @@ use crate::hello::{ClientHello, HelloFormat};
 pub struct Telemetry {
     pub metrics: Metrics,
     pub fingerprints: crate::fingerprint::Fingerprints,
+    /// Refused connections are counted always but logged at most once a second.
+    pub refusal_log: RateLimit,
+}
+
+/// At most one event per second passes; the rest are only counted by the caller's metric.
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    last_second: std::sync::atomic::AtomicU64,
+}
+
+impl RateLimit {
+    pub fn allow(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_second.load(Ordering::Relaxed);
+        now != last
+            && self
+                .last_second
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 impl Telemetry {
@@ -23,6 +47,7 @@ impl Telemetry {
         Telemetry {
             metrics: Metrics::new(registry),
             fingerprints: Default::default(),
+            refusal_log: RateLimit::default(),
         }
     }
 }

@@ -6,7 +6,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Backend, HelloMatch, IdentityHeaders, Profile, RouteMatch};
+use ipnet::IpNet;
+
+use crate::config::{
+    Access, Backend, HelloMatch, IdentityHeaders, Profile, ProxyProtocol, RouteMatch,
+};
 use crate::hello::ClientHello;
 use crate::tls::ServerTls;
 
@@ -22,6 +26,8 @@ pub struct RouteRt {
     /// Refuse (403) requests whose path holds a MAC other than the client certificate's.
     pub require_mac_match: bool,
     pub identity: Arc<IdentityRt>,
+    /// The route's own source allow/deny lists.
+    pub access: Access,
 }
 
 /// Identity header names and the MAC-in-path pattern, compiled once per snapshot.
@@ -38,6 +44,10 @@ pub struct ListenerRt {
     pub routes: Vec<(RouteMatch, Arc<RouteRt>)>,
     pub default: Arc<RouteRt>,
     pub handshake_timeout: Duration,
+    pub max_connections: usize,
+    pub proxy_protocol: ProxyProtocol,
+    pub trusted_proxies: Vec<IpNet>,
+    pub access: Access,
 }
 
 /// The facts routing looks at.

@@ -1,22 +1,30 @@
-//! Starting and stopping the process: bind every listener (and the admin port), spawn the
-//! accept loops, and drain on shutdown.
+//! Starting, reloading and stopping the process.
+//!
+//! - start: bind every listener address (and the admin port), spawn the accept loops.
+//! - reload (SIGHUP, or file changes with `reload.watch`): build the complete new snapshot
+//!   first; only then bind the addresses it adds, swap it in (one `ArcSwap::store`), and stop
+//!   accepting on the addresses it removes. Addresses present before and after keep their
+//!   sockets. Connections in flight keep the snapshot they started with. Any failure leaves
+//!   the running snapshot untouched.
+//! - shutdown (SIGTERM/SIGINT): stop accepting, /readyz turns 503, idle keep-alive connections
+//!   close, in-flight requests get `limits.shutdown_grace`, then exit.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use pingora_core::apps::ServerApp;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use crate::accept::ConnLimits;
 use crate::metrics::Telemetry;
 use crate::snapshot::Snapshot;
 use crate::{accept, admin, proxy, tls};
-
-/// How long in-flight connections get to finish after a shutdown signal.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot bind {addr} ({what}): {source}")]
@@ -26,15 +34,36 @@ pub struct BindError {
     pub source: std::io::Error,
 }
 
-/// A started provgate: its bound addresses and the handle to stop it.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+}
+
+/// One listening socket: which listener and configured address it serves.
+struct Socket {
+    bound: SocketAddr,
+    stop: CancellationToken,
+}
+
+/// A started provgate: its bound addresses and the handles to reload and stop it.
 pub struct Running {
-    bound: Vec<(String, SocketAddr)>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config_file: PathBuf,
     admin: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: TaskTracker,
     snapshot: Arc<ArcSwap<Snapshot>>,
     app: Arc<proxy::ProxyApp>,
     telemetry: Arc<Telemetry>,
+    limits: Arc<ConnLimits>,
+    /// (listener, configured address) -> socket. Reloads serialise on this lock.
+    sockets: Mutex<Vec<((String, SocketAddr), Socket)>>,
 }
 
 /// Expiry gauges for every certificate of a snapshot.
@@ -71,129 +100,281 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
             .set(i64::from(on));
     }
     record_certificates(m, &snapshot);
-    let mut sockets = Vec::new();
-    for l in &snapshot.config.listeners {
-        for (j, addr) in l.bind.iter().enumerate() {
-            let tcp = accept::bind(*addr).map_err(|source| BindError {
-                addr: *addr,
-                what: format!("listener '{}' bind[{j}]", l.name),
-                source,
-            })?;
-            sockets.push((l.name.clone(), tcp));
-        }
+
+    let wanted = wanted_binds(&snapshot);
+    let mut fresh = Vec::new();
+    for (key, what) in &wanted {
+        fresh.push((key.clone(), bind(key.1, what)?));
     }
     let admin_socket = match snapshot.config.admin {
-        Some(addr) => Some(accept::bind(addr).map_err(|source| BindError {
-            addr,
-            what: "admin.listen".into(),
-            source,
-        })?),
+        Some(addr) => Some(bind(addr, "admin.listen")?),
         None => None,
     };
 
     let (shutdown, watch) = watch::channel(false);
     let tasks = TaskTracker::new();
     let app = proxy::app(telemetry.clone());
-    let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
-    let mut bound = Vec::new();
-    for (name, tcp) in sockets {
-        let addr = tcp.local_addr().map_err(|source| BindError {
-            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-            what: format!("listener '{name}'"),
-            source,
-        })?;
-        info!(listener = %name, %addr, "listening");
-        bound.push((name.clone(), addr));
-        tasks.spawn(accept::accept_loop(
-            tcp,
-            Arc::from(name.as_str()),
-            snapshot.clone(),
-            app.clone(),
-            telemetry.clone(),
-            tasks.clone(),
-            watch.clone(),
-        ));
-    }
+    let config_file = snapshot.config.file.clone();
     let admin = match admin_socket {
         Some(tcp) => {
             let addr = tcp.local_addr().ok();
             if let Some(a) = addr {
-                info!(addr = %a, "admin listening (/healthz, /readyz)");
+                info!(addr = %a, "admin listening (/healthz, /readyz, /metrics, /fingerprints)");
             }
-            tasks.spawn(admin::serve(
-                tcp,
-                telemetry.clone(),
-                tasks.clone(),
-                watch.clone(),
-            ));
+            tasks.spawn(admin::serve(tcp, telemetry.clone(), tasks.clone(), watch));
             addr
         }
         None => None,
     };
-    Ok(Running {
-        bound,
+    let inner = Arc::new(Inner {
+        config_file,
         admin,
         shutdown,
         tasks,
-        snapshot,
+        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         app,
         telemetry,
+        limits: Arc::new(ConnLimits::default()),
+        sockets: Mutex::new(Vec::new()),
+    });
+    let mut sockets = inner.sockets.lock().unwrap_or_else(|e| e.into_inner());
+    for (key, tcp) in fresh {
+        let socket = inner.spawn_accept(&key.0, tcp);
+        sockets.push((key, socket));
+    }
+    drop(sockets);
+    Ok(Running { inner })
+}
+
+/// Every (listener, configured address) a snapshot wants, with a description for errors.
+fn wanted_binds(s: &Snapshot) -> Vec<((String, SocketAddr), String)> {
+    s.config
+        .listeners
+        .iter()
+        .flat_map(|l| {
+            l.bind.iter().enumerate().map(move |(j, addr)| {
+                (
+                    (l.name.clone(), *addr),
+                    format!("listener '{}' bind[{j}]", l.name),
+                )
+            })
+        })
+        .collect()
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<tokio::net::TcpListener, BindError> {
+    accept::bind(addr).map_err(|source| BindError {
+        addr,
+        what: what.to_string(),
+        source,
     })
+}
+
+impl Inner {
+    fn spawn_accept(&self, listener: &str, tcp: tokio::net::TcpListener) -> Socket {
+        let bound = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        info!(%listener, addr = %bound, "listening");
+        let stop = CancellationToken::new();
+        self.tasks.spawn(accept::accept_loop(
+            tcp,
+            Arc::from(listener),
+            accept::Shared {
+                snapshot: self.snapshot.clone(),
+                app: self.app.clone(),
+                telemetry: self.telemetry.clone(),
+                limits: self.limits.clone(),
+                tasks: self.tasks.clone(),
+                shutdown: self.shutdown.subscribe(),
+            },
+            stop.clone(),
+        ));
+        Socket { bound, stop }
+    }
+
+    /// Apply a new snapshot: bind what it adds, swap, stop what it removes.
+    fn apply(&self, next: Snapshot) -> Result<(), BindError> {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        let wanted = wanted_binds(&next);
+        let mut fresh = Vec::new();
+        for (key, what) in &wanted {
+            if !sockets.iter().any(|(k, _)| k == key) {
+                // Dropping `fresh` on error closes anything bound so far.
+                fresh.push((key.clone(), bind(key.1, what)?));
+            }
+        }
+        if next.config.admin != self.snapshot.load().config.admin {
+            warn!("admin.listen changed; it takes effect on restart");
+        }
+        record_certificates(&self.telemetry.metrics, &next);
+        self.snapshot.store(Arc::new(next));
+        sockets.retain(|(key, socket)| {
+            let keep = wanted.iter().any(|(k, _)| k == key);
+            if !keep {
+                info!(listener = %key.0, addr = %socket.bound, "stopped listening (removed by reload)");
+                socket.stop.cancel();
+            }
+            keep
+        });
+        for (key, tcp) in fresh {
+            let socket = self.spawn_accept(&key.0, tcp);
+            sockets.push((key, socket));
+        }
+        Ok(())
+    }
+
+    fn reload(&self) -> Result<(), ReloadError> {
+        let result = Snapshot::load(&self.config_file)
+            .map_err(ReloadError::from)
+            .and_then(|next| self.apply(next).map_err(ReloadError::from));
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        self.telemetry
+            .metrics
+            .reloads
+            .with_label_values(&[outcome])
+            .inc();
+        match &result {
+            Ok(()) => info!(file = %self.config_file.display(), "configuration reloaded"),
+            Err(e) => error!("reload failed, still serving the previous configuration: {e}"),
+        }
+        result
+    }
 }
 
 impl Running {
     /// Addresses bound for `listener`, in config order.
     pub fn addrs(&self, listener: &str) -> Vec<SocketAddr> {
-        self.bound
+        let sockets = self.inner.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        sockets
             .iter()
-            .filter(|(n, _)| n == listener)
-            .map(|(_, a)| *a)
+            .filter(|((n, _), _)| n == listener)
+            .map(|(_, s)| s.bound)
             .collect()
     }
 
-    /// Every (listener, address) pair bound.
-    pub fn bound(&self) -> &[(String, SocketAddr)] {
-        &self.bound
-    }
-
     pub fn telemetry(&self) -> &Arc<Telemetry> {
-        &self.telemetry
+        &self.inner.telemetry
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin
+        self.inner.admin
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.load_full()
+        self.inner.snapshot.load_full()
     }
 
-    /// Stop accepting, let connections finish for up to `grace`, then return. Returns whether
-    /// everything finished in time.
+    /// Re-read the config file and apply it (what SIGHUP does).
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        self.inner.reload()
+    }
+
+    /// Stop accepting, turn unready, close idle keep-alive connections, let requests in
+    /// flight finish for up to `grace`. Returns whether everything finished in time.
     pub async fn shutdown(self, grace: Duration) -> bool {
-        let _ = self.shutdown.send(true);
-        self.telemetry.metrics.draining.set(1);
+        let inner = &self.inner;
+        inner.telemetry.metrics.draining.set(1);
+        let _ = inner.shutdown.send(true);
         // Wakes keep-alive connections idling between requests so they close now.
-        self.app.cleanup().await;
-        self.tasks.close();
-        let done = tokio::time::timeout(grace, self.tasks.wait()).await.is_ok();
+        inner.app.cleanup().await;
+        inner.tasks.close();
+        let done = tokio::time::timeout(grace, inner.tasks.wait())
+            .await
+            .is_ok();
         if !done {
             warn!(?grace, "shutdown grace ran out with connections still open");
         }
         done
     }
+
+    /// Poll the config and every file it references; reload when they change (debounced:
+    /// a change must hold still for one interval).
+    fn spawn_watcher(&self) {
+        let inner = self.inner.clone();
+        let mut shutdown = inner.shutdown.subscribe();
+        self.inner.tasks.spawn(async move {
+            let mut last = fingerprint_files(&inner.snapshot.load());
+            let mut pending: Option<Vec<Stamp>> = None;
+            loop {
+                let interval = inner.snapshot.load().config.reload.interval;
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = tokio::time::sleep(interval) => {}
+                }
+                if !inner.snapshot.load().config.reload.watch {
+                    continue;
+                }
+                let now = fingerprint_files(&inner.snapshot.load());
+                match pending.take() {
+                    Some(p) if p == now && now != last => {
+                        info!("configuration or certificate files changed; reloading");
+                        let _ = inner.reload();
+                        last = fingerprint_files(&inner.snapshot.load());
+                    }
+                    _ if now != last => pending = Some(now),
+                    _ => {}
+                }
+            }
+        });
+    }
 }
 
-/// Run until SIGINT or SIGTERM, then drain.
+type Stamp = (PathBuf, Option<(SystemTime, u64)>);
+
+/// Modification time and size of the config and every certificate, key and CA file it uses.
+fn fingerprint_files(s: &Snapshot) -> Vec<Stamp> {
+    let c = &s.config;
+    let mut paths = vec![c.file.clone()];
+    for cert in c.certificates.values() {
+        paths.push(cert.chain.clone());
+        paths.push(cert.key.clone());
+    }
+    for l in &c.listeners {
+        for t in std::iter::once(&l.defaults).chain(l.routes.iter().map(|r| &r.target)) {
+            paths.extend(t.client_auth.ca.iter().cloned());
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let stamp = meta.and_then(|m| m.modified().ok().map(|t| (t, m.len())));
+            (p, stamp)
+        })
+        .collect()
+}
+
+/// Run until SIGINT or SIGTERM (reloading on SIGHUP), then drain.
 pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let grace = snapshot.config.limits.shutdown_grace;
     let running = start(snapshot).await?;
-    wait_for_signal().await;
-    info!("shutting down: no new connections, draining open ones");
-    running.shutdown(DEFAULT_SHUTDOWN_GRACE).await;
+    running.spawn_watcher();
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading");
+                let _ = running.reload();
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    info!(
+        ?grace,
+        "shutting down: no new connections, draining open ones"
+    );
+    running.shutdown(grace).await;
     info!("stopped");
     Ok(())
 }
 
+/// Wait for SIGINT or SIGTERM.
 pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {

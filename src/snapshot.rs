@@ -92,6 +92,7 @@ impl Builder<'_> {
             backend: Arc::new(backend.clone()),
             require_mac_match: t.require_mac_match,
             identity: self.identity.clone(),
+            access: t.access.clone(),
         }))
     }
 }
@@ -134,6 +135,10 @@ impl Snapshot {
                     routes,
                     default,
                     handshake_timeout: l.handshake_timeout,
+                    max_connections: l.max_connections,
+                    proxy_protocol: l.proxy_protocol,
+                    trusted_proxies: l.trusted_proxies.clone(),
+                    access: l.access.clone(),
                 }),
             );
         }

@@ -23,11 +23,14 @@ pub enum SniffError {
 
 /// Read until the buffered bytes parse as a ClientHello (or cannot be one). Memory is bounded
 /// by [`hello::MAX_HELLO_BYTES`]; time is bounded by the caller's timeout.
-pub async fn read_hello<S>(io: &mut S) -> Result<(ClientHello, BytesMut), SniffError>
+/// `buf` holds bytes already read (after a PROXY header), usually none.
+pub async fn read_hello<S>(
+    io: &mut S,
+    mut buf: BytesMut,
+) -> Result<(ClientHello, BytesMut), SniffError>
 where
     S: AsyncRead + Unpin,
 {
-    let mut buf = BytesMut::with_capacity(1024);
     loop {
         match hello::parse(&buf) {
             Parse::Parsed(h) => return Ok((h, buf)),

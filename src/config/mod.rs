@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use crate::hello::HelloFormat;
 
-pub use raw::{ClientAuthMode, VerifyLevel};
+pub use raw::{ClientAuthMode, ProxyProtocol, VerifyLevel};
 use raw::{RawClientAuth, RawConfig, RawIdentity, RawListener, RawProfile, RawRoute};
 
 /// Default for everything before the HTTP phase of a connection.
@@ -275,6 +275,8 @@ pub struct Target {
     pub client_auth: ClientAuth,
     /// Refuse (403) a request whose path holds a MAC other than the certificate's.
     pub require_mac_match: bool,
+    /// A route's own source allow/deny lists (checked before its TLS handshake).
+    pub access: Access,
 }
 
 /// Header names for what the backend learns about the client certificate.
@@ -341,6 +343,66 @@ pub struct Listener {
     pub defaults: Target,
     pub routes: Vec<Route>,
     pub handshake_timeout: Duration,
+    /// Open connections allowed on this listener (all its addresses); more are closed at once.
+    pub max_connections: usize,
+    pub proxy_protocol: ProxyProtocol,
+    /// Peers allowed to send a PROXY header.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Client addresses checked before TLS (after PROXY protocol).
+    pub access: Access,
+}
+
+/// Source allow/deny lists: deny wins; a non-empty allow list admits only its entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+impl Access {
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        !self.deny.iter().any(|n| n.contains(&ip))
+            && (self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip)))
+    }
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_LISTENER_MAX_CONNECTIONS: usize = 5_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections allowed in total.
+    pub max_connections: usize,
+    /// The request line and headers must arrive within this (slowloris).
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    pub max_request_headers: usize,
+    pub max_request_header_bytes: usize,
+    pub max_request_body_bytes: u64,
+    /// How long in-flight requests get on SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            header_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(60),
+            max_request_headers: 100,
+            max_request_header_bytes: 16 * 1024,
+            max_request_body_bytes: 1024 * 1024,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    pub watch: bool,
+    pub interval: Duration,
 }
 
 /// A validated configuration. Names used by listeners and routes are known to exist.
@@ -353,6 +415,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, Profile>,
     pub listeners: Vec<Listener>,
     pub identity: Identity,
+    pub limits: Limits,
+    pub reload: Reload,
 }
 
 impl Config {
@@ -432,6 +496,17 @@ impl Validator<'_> {
 
         let profiles = self.profiles(&raw.tls_profiles)?;
         let identity = self.identity(raw.identity.unwrap_or_default())?;
+        let limits = self.limits(raw.limits.unwrap_or_default())?;
+        let reload = {
+            let r = raw.reload.unwrap_or_default();
+            Reload {
+                watch: r.watch,
+                interval: self.positive(
+                    "reload.interval",
+                    r.interval.unwrap_or(Duration::from_secs(2)),
+                )?,
+            }
+        };
 
         let mut cfg = Config {
             file: self.file.to_path_buf(),
@@ -441,6 +516,8 @@ impl Validator<'_> {
             profiles,
             listeners: Vec::new(),
             identity,
+            limits,
+            reload,
         };
 
         if raw.listeners.is_empty() {
@@ -619,6 +696,7 @@ impl Validator<'_> {
                 None => ClientAuth::OFF,
             },
             require_mac_match: l.require_mac_match.unwrap_or(false),
+            access: Access::default(),
         };
         let routes = l
             .routes
@@ -635,6 +713,64 @@ impl Validator<'_> {
                 &format!("{key}.handshake_timeout"),
                 l.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
             )?,
+            max_connections: match l.max_connections {
+                Some(0) => {
+                    return Err(self.err(format!("{key}.max_connections"), "must be at least 1"))
+                }
+                Some(n) => n,
+                None => DEFAULT_LISTENER_MAX_CONNECTIONS,
+            },
+            proxy_protocol: l.proxy_protocol.unwrap_or(ProxyProtocol::Off),
+            trusted_proxies: {
+                let t = self.cidrs(&format!("{key}.trusted_proxies"), &l.trusted_proxies)?;
+                if l.proxy_protocol.is_some_and(|p| p != ProxyProtocol::Off) && t.is_empty() {
+                    return Err(self.err(
+                        format!("{key}.trusted_proxies"),
+                        "is required with proxy_protocol (the load balancers' addresses)",
+                    ));
+                }
+                t
+            },
+            access: Access {
+                allow: self.cidrs(&format!("{key}.allow"), &l.allow)?,
+                deny: self.cidrs(&format!("{key}.deny"), &l.deny)?,
+            },
+        })
+    }
+
+    fn limits(&self, raw: raw::RawLimits) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let count = |key: &str, v: Option<usize>, default: usize| -> Result<usize, ConfigError> {
+            match v {
+                Some(0) => Err(self.err(format!("limits.{key}"), "must be at least 1")),
+                Some(n) => Ok(n),
+                None => Ok(default),
+            }
+        };
+        Ok(Limits {
+            max_connections: count("max_connections", raw.max_connections, d.max_connections)?,
+            header_timeout: self.positive(
+                "limits.header_timeout",
+                raw.header_timeout.unwrap_or(d.header_timeout),
+            )?,
+            keepalive_timeout: self.positive(
+                "limits.keepalive_timeout",
+                raw.keepalive_timeout.unwrap_or(d.keepalive_timeout),
+            )?,
+            max_request_headers: count(
+                "max_request_headers",
+                raw.max_request_headers,
+                d.max_request_headers,
+            )?,
+            max_request_header_bytes: count(
+                "max_request_header_bytes",
+                raw.max_request_header_bytes,
+                d.max_request_header_bytes,
+            )?,
+            max_request_body_bytes: raw
+                .max_request_body_bytes
+                .unwrap_or(d.max_request_body_bytes),
+            shutdown_grace: raw.shutdown_grace.unwrap_or(d.shutdown_grace),
         })
     }
 
@@ -681,6 +817,10 @@ impl Validator<'_> {
                 None => defaults.client_auth.clone(),
             },
             require_mac_match: r.require_mac_match.unwrap_or(defaults.require_mac_match),
+            access: Access {
+                allow: self.cidrs(&format!("{key}.allow"), &r.allow)?,
+                deny: self.cidrs(&format!("{key}.deny"), &r.deny)?,
+            },
         };
         let name = match r.name {
             Some(n) => format!("{listener}/{n}"),

@@ -24,6 +24,44 @@ pub struct RawConfig {
     pub listeners: Vec<RawListener>,
     #[serde(default)]
     pub identity: Option<RawIdentity>,
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+    #[serde(default)]
+    pub reload: Option<RawReload>,
+}
+
+/// Process-wide resource limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_connections: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub keepalive_timeout: Option<Duration>,
+    pub max_request_headers: Option<usize>,
+    pub max_request_header_bytes: Option<usize>,
+    pub max_request_body_bytes: Option<u64>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    #[serde(default)]
+    pub watch: bool,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+    Any,
 }
 
 /// Client-certificate verification, per listener and overridable per route.
@@ -155,6 +193,16 @@ pub struct RawListener {
     pub client_auth: Option<RawClientAuth>,
     #[serde(default)]
     pub require_mac_match: Option<bool>,
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocol>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +222,10 @@ pub struct RawRoute {
     pub client_auth: Option<RawClientAuth>,
     #[serde(default)]
     pub require_mac_match: Option<bool>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

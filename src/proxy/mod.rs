@@ -42,6 +42,7 @@ pub struct RequestCtx {
     conn: Option<Arc<ConnInfo>>,
     started: Instant,
     upstream_started: Option<Instant>,
+    body_bytes: u64,
 }
 
 pub type ProxyApp = HttpProxy<Provgate>;
@@ -76,11 +77,16 @@ impl ProxyHttp for Provgate {
             conn: None,
             started: Instant::now(),
             upstream_started: None,
+            body_bytes: 0,
         }
     }
 
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
         ctx.conn = conn_info(session);
+        if let Some(conn) = &ctx.conn {
+            conn.disarm_header_deadline();
+            session.set_keepalive(Some(conn.limits.keepalive_timeout.as_secs().max(1)));
+        }
         Ok(())
     }
 
@@ -88,6 +94,14 @@ impl ProxyHttp for Provgate {
     /// answered 403 here; the backend never sees it.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
+        if let Some(status) = over_limits(session.req_header(), &conn.limits) {
+            tracing::warn!(
+                listener = %conn.listener, peer = %conn.peer, status,
+                "request refused: over the configured request limits"
+            );
+            session.respond_error(status).await?;
+            return Ok(true);
+        }
         if !conn.route.require_mac_match {
             return Ok(false);
         }
@@ -171,7 +185,29 @@ impl ProxyHttp for Provgate {
         }
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > conn.limits.max_request_body_bytes {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body larger than limits.max_request_body_bytes",
+            ));
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        if let Some(conn) = &ctx.conn {
+            // The next request on this connection gets the idle time plus the header time.
+            conn.arm_header_deadline(conn.limits.keepalive_timeout + conn.limits.header_timeout);
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -242,6 +278,28 @@ impl Provgate {
             m.devices_seen.with_label_values(&[family, &firmware]).inc();
             self.telemetry.fingerprints.user_agent(&conn.ja4, ua);
         }
+    }
+}
+
+/// 431 for too many or too large headers, 413 for a declared body over the limit.
+pub fn over_limits(req: &RequestHeader, limits: &crate::config::Limits) -> Option<u16> {
+    let headers = &req.headers;
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri.to_string().len();
+    if headers.len() > limits.max_request_headers || header_bytes > limits.max_request_header_bytes
+    {
+        return Some(431);
+    }
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limits.max_request_body_bytes => Some(413),
+        _ => None,
     }
 }
 

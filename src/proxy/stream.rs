@@ -5,8 +5,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -17,6 +18,7 @@ use pingora_core::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::config::Limits;
 use crate::identity::ClientIdentity;
 use crate::route::RouteRt;
 use crate::sniff::Replay;
@@ -37,6 +39,33 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// The client certificate and its verification outcome.
     pub identity: ClientIdentity,
+    pub limits: Limits,
+    /// While set, the request line and headers must have arrived by then (slowloris guard);
+    /// the proxy clears it when headers are in and re-arms it after each response.
+    pub header_deadline: Mutex<Option<Instant>>,
+}
+
+impl ConnInfo {
+    pub fn arm_header_deadline(&self, within: std::time::Duration) {
+        *self
+            .header_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + within);
+    }
+
+    pub fn disarm_header_deadline(&self) {
+        *self
+            .header_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn header_deadline(&self) -> Option<Instant> {
+        *self
+            .header_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A TLS connection (either engine) plus its [`ConnInfo`].
@@ -45,16 +74,42 @@ pub struct ProxyStream {
     tls: TlsStream<Replay<TcpStream>>,
     info: Arc<ConnInfo>,
     id: UniqueIDType,
+    /// Timer for the header deadline it was last armed with.
+    timer: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl ProxyStream {
     pub fn new(tls: TlsStream<Replay<TcpStream>>, info: ConnInfo) -> Self {
         static NEXT_ID: AtomicI32 = AtomicI32::new(1);
+        info.arm_header_deadline(info.limits.header_timeout);
         ProxyStream {
             tls,
             info: Arc::new(info),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            timer: None,
         }
+    }
+
+    /// `Err(TimedOut)` once the header deadline has passed; registers a wake-up otherwise.
+    fn check_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let Some(deadline) = self.info.header_deadline() else {
+            self.timer = None;
+            return Ok(());
+        };
+        let timer = match &mut self.timer {
+            Some((at, t)) if *at == deadline => t,
+            slot => {
+                let t = Box::pin(tokio::time::sleep_until(deadline.into()));
+                &mut slot.insert((deadline, t)).1
+            }
+        };
+        if std::future::Future::poll(timer.as_mut(), cx).is_ready() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request headers not complete within limits.header_timeout",
+            ));
+        }
+        Ok(())
     }
 
     pub fn info(&self) -> &Arc<ConnInfo> {
@@ -64,11 +119,15 @@ impl ProxyStream {
 
 impl AsyncRead for ProxyStream {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_read(cx, buf)
+        let this = self.get_mut();
+        if let Err(e) = this.check_deadline(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.tls).poll_read(cx, buf)
     }
 }
 
