@@ -14,7 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::connection;
 use crate::metrics::Telemetry;
@@ -157,6 +157,9 @@ pub async fn accept_loop(
             Err(e) => warn!(%listener, error = %e, "accept failed"),
         }
     }
+    let bound = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    drop(tcp);
+    info!(%listener, addr = %bound, "stopped accepting");
 }
 
 fn is_fd_exhaustion(e: &std::io::Error) -> bool {

@@ -17,19 +17,21 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pingora_core::server::ShutdownWatch;
 use tokio::net::TcpListener;
-use tokio_util::task::TaskTracker;
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+/// Serve until `stop`. `draining` only changes the answers: the admin port stays up through
+/// the whole drain so probes and scrapes see it (`stop` is cancelled once the drain is over).
 pub async fn serve(
     listener: TcpListener,
     telemetry: Arc<Telemetry>,
-    tasks: TaskTracker,
-    mut shutdown: ShutdownWatch,
+    draining: ShutdownWatch,
+    stop: CancellationToken,
 ) {
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.changed() => break,
+            _ = stop.cancelled() => break,
             r = listener.accept() => r,
         };
         let (tcp, peer) = match accepted {
@@ -39,19 +41,18 @@ pub async fn serve(
                 continue;
             }
         };
-        let watch = shutdown.clone();
-        let telemetry = telemetry.clone();
-        tasks.spawn(async move {
+        let (draining, telemetry, stop) = (draining.clone(), telemetry.clone(), stop.clone());
+        tokio::spawn(async move {
             let svc = service_fn(move |req| {
-                let draining = *watch.borrow();
-                let resp = respond(&req, draining, &telemetry);
+                let resp = respond(&req, *draining.borrow(), &telemetry);
                 async move { Ok::<_, Infallible>(resp) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await
-            {
-                debug!(%peer, error = %e, "admin connection error");
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                r = conn => if let Err(e) = r {
+                    debug!(%peer, error = %e, "admin connection error");
+                },
             }
         });
     }

@@ -105,6 +105,8 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only on a terminal: piped logs (docker, journald, tests) stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // pingora logs through the `log` crate; bridge it into tracing.
     let _ = tracing_log::LogTracer::init();

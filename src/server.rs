@@ -56,6 +56,8 @@ pub struct Running {
 struct Inner {
     config_file: PathBuf,
     admin: Option<SocketAddr>,
+    /// Stops the admin listener; cancelled only after the drain.
+    admin_stop: CancellationToken,
     shutdown: watch::Sender<bool>,
     tasks: TaskTracker,
     snapshot: Arc<ArcSwap<Snapshot>>,
@@ -112,6 +114,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
     };
 
     let (shutdown, watch) = watch::channel(false);
+    let admin_stop = CancellationToken::new();
     let tasks = TaskTracker::new();
     let app = proxy::app(telemetry.clone());
     let config_file = snapshot.config.file.clone();
@@ -121,7 +124,13 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
             if let Some(a) = addr {
                 info!(addr = %a, "admin listening (/healthz, /readyz, /metrics, /fingerprints)");
             }
-            tasks.spawn(admin::serve(tcp, telemetry.clone(), tasks.clone(), watch));
+            // Outside `tasks`: the drain waits for those, and the admin port must outlive it.
+            tokio::spawn(admin::serve(
+                tcp,
+                telemetry.clone(),
+                watch,
+                admin_stop.clone(),
+            ));
             addr
         }
         None => None,
@@ -129,6 +138,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
     let inner = Arc::new(Inner {
         config_file,
         admin,
+        admin_stop,
         shutdown,
         tasks,
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -285,6 +295,7 @@ impl Running {
         if !done {
             warn!(?grace, "shutdown grace ran out with connections still open");
         }
+        inner.admin_stop.cancel();
         done
     }
 
@@ -350,7 +361,6 @@ fn fingerprint_files(s: &Snapshot) -> Vec<Stamp> {
 /// Run until SIGINT or SIGTERM (reloading on SIGHUP), then drain.
 pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let grace = snapshot.config.limits.shutdown_grace;
     let running = start(snapshot).await?;
     running.spawn_watcher();
     let mut hup = signal(SignalKind::hangup())?;
@@ -365,6 +375,8 @@ pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
         }
     }
+    // The grace in effect now: a reload may have changed it.
+    let grace = running.snapshot().config.limits.shutdown_grace;
     info!(
         ?grace,
         "shutting down: no new connections, draining open ones"

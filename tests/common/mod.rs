@@ -191,6 +191,24 @@ pub type LegacyStream = tokio_openssl::SslStream<TcpStream>;
 
 impl Legacy<'_> {
     pub async fn connect(&self, addr: SocketAddr) -> Result<LegacyStream, String> {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        self.handshake(tcp).await
+    }
+
+    /// Connect from a given loopback source address (e.g. 127.0.0.3).
+    pub async fn connect_from(
+        &self,
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+    ) -> Result<LegacyStream, String> {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(source, 0)).unwrap();
+        let tcp = sock.connect(addr).await.map_err(|e| e.to_string())?;
+        self.handshake(tcp).await
+    }
+
+    /// Run the client handshake over an already connected stream.
+    pub async fn handshake(&self, tcp: TcpStream) -> Result<LegacyStream, String> {
         let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
         b.set_security_level(0);
         b.clear_options(openssl::ssl::SslOptions::NO_SSLV3);
@@ -210,7 +228,6 @@ impl Legacy<'_> {
         cfg.set_verify_hostname(false);
         cfg.set_use_server_name_indication(self.sni.is_some());
         let ssl = cfg.into_ssl(self.sni.unwrap_or("unused")).unwrap();
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         // The TLS 1.0 client's CBC countermeasure writes two records; without NODELAY the
         // second waits for a delayed ACK (40 ms a request).
         tcp.set_nodelay(true).unwrap();
