@@ -1,14 +1,13 @@
-//! Command line: `run` (default), `check`, `demo`. Config problems exit 64 (EX_USAGE) before
-//! any port is bound.
+//! Command line: `run` (default), `check`, `demo`, `probe`. Config problems exit 64 (EX_USAGE)
+//! before any port is bound.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::snapshot::Snapshot;
-use crate::tls::Engines;
 use crate::{demo, server};
 
 /// EX_USAGE from sysexits.h: the configuration is wrong.
@@ -44,33 +43,35 @@ enum LogFormat {
 enum Command {
     /// Serve the configured listeners until SIGINT/SIGTERM.
     Run,
-    /// Validate the config, load every certificate and key, build every TLS context, and print
-    /// what each listener and route will serve. Exit 0 when valid, 64 when not.
-    Check,
+    /// The pre-flight: validate the config, load every certificate and key, build every TLS
+    /// context, report what each listener and route serves (vendor CA family included) and
+    /// warn about what old devices reject. Exit 0 valid, 64 invalid; with --strict, 1 when
+    /// valid with warnings.
+    Check {
+        /// JSON on stdout instead of the table (also for an invalid config).
+        #[arg(long)]
+        json: bool,
+        /// Exit 1 when the config is valid but has warnings.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Run on a throwaway setup (generated CAs, three listeners, a sample backend) and print
     /// commands to try.
     Demo,
+    /// GET an http:// URL (e.g. http://127.0.0.1:9900/healthz) and exit 0 on 200, 1
+    /// otherwise: a health check for images without curl.
+    Probe {
+        url: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
     let command = cli.command.unwrap_or(Command::Run);
-    let config = match (&command, cli.config) {
-        (Command::Demo, _) => None,
-        (_, Some(c)) => Some(c),
-        (_, None) => {
-            eprintln!("provgate: --config FILE is required (or try `provgate demo`)");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let loaded = match config.as_deref().map(Snapshot::load).transpose() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("provgate: invalid configuration: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,14 +82,26 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = match (command, loaded) {
-        (Command::Check, Some(s)) => {
-            print!("{}", check_report(&s));
-            Ok(())
+    let result = match command {
+        Command::Demo => runtime.block_on(demo::run()),
+        Command::Probe { url, timeout } => {
+            return match runtime.block_on(probe(&url, timeout)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("provgate probe {url}: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
-        (Command::Run, Some(s)) => runtime.block_on(server::run_until_signal(s)),
-        (Command::Demo, _) => runtime.block_on(demo::run()),
-        (_, None) => Ok(()),
+        Command::Check { json, strict } => {
+            return check(cli.config.as_deref(), json, strict);
+        }
+        Command::Run => {
+            let Some(snapshot) = load(cli.config.as_deref()) else {
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            runtime.block_on(server::run_until_signal(snapshot))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,6 +110,99 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Load and build the config, or say why not on stderr.
+fn load(config: Option<&Path>) -> Option<Snapshot> {
+    let Some(file) = config else {
+        eprintln!("provgate: --config FILE is required (or try `provgate demo`)");
+        return None;
+    };
+    match Snapshot::load(file) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("provgate: invalid configuration: {e}");
+            None
+        }
+    }
+}
+
+fn check(config: Option<&Path>, json: bool, strict: bool) -> ExitCode {
+    if !json {
+        let Some(snapshot) = load(config) else {
+            return ExitCode::from(EXIT_CONFIG);
+        };
+        let report = crate::check::check(&snapshot, crate::check::unix_now());
+        print!("{}", report.human());
+        return ExitCode::from(report.exit_code(strict));
+    }
+    let loaded = match config {
+        None => Err("--config FILE is required".to_string()),
+        Some(file) => Snapshot::load(file).map_err(|e| e.to_string()),
+    };
+    match loaded {
+        Ok(snapshot) => {
+            let report = crate::check::check(&snapshot, crate::check::unix_now());
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => println!("{text}"),
+                Err(e) => {
+                    eprintln!("provgate: cannot encode the report: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            ExitCode::from(report.exit_code(strict))
+        }
+        Err(error) => {
+            let file = config.map(|f| f.display().to_string());
+            println!(
+                "{}",
+                serde_json::json!({ "file": file, "valid": false, "error": error })
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// One HTTP/1.1 GET over plain TCP; Ok only for status 200.
+async fn probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let uri: http::Uri = url.parse()?;
+    anyhow::ensure!(
+        uri.scheme_str() == Some("http"),
+        "only http:// URLs are supported"
+    );
+    let host = uri
+        .host()
+        .ok_or_else(|| anyhow::anyhow!("the URL names no host"))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let exchange = async {
+        let mut tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        tcp.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        // The status line is all we need; read a bounded amount.
+        let mut head = vec![0u8; 256];
+        let mut got = 0;
+        while got < head.len() && !head[..got].contains(&b'\n') {
+            let n = tcp.read(&mut head[got..]).await?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        anyhow::Ok(String::from_utf8_lossy(&head[..got]).into_owned())
+    };
+    let head = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))??;
+    let status = head.lines().next().unwrap_or_default();
+    anyhow::ensure!(
+        status.split_whitespace().nth(1) == Some("200"),
+        "answered {status:?}"
+    );
+    Ok(())
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -114,87 +220,4 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-}
-
-/// The human report of `provgate check`.
-pub fn check_report(s: &Snapshot) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(out, "{}: valid", s.config.file.display());
-    for l in &s.config.listeners {
-        let binds: Vec<String> = l.bind.iter().map(ToString::to_string).collect();
-        let _ = writeln!(out, "\nlistener {}  bind {}", l.name, binds.join(", "));
-        let targets = std::iter::once(("(default)".to_string(), &l.defaults))
-            .chain(l.routes.iter().map(|r| (r.name.clone(), &r.target)));
-        for (name, t) in targets {
-            let _ = writeln!(out, "  route {name}  backend {}", t.backend);
-            if let Some(c) = s.certificates.get(&t.certificate) {
-                let i = &c.info;
-                let _ = writeln!(
-                    out,
-                    "    certificate {}: subject {}; issuer {}; expires {}; key {}; signed {}; chain of {}",
-                    t.certificate, i.subject, i.issuer, i.not_after, i.key, i.signature, i.chain_len
-                );
-            }
-            if let Some(p) = s.config.profiles.get(&t.profile) {
-                let tls = s
-                    .listeners
-                    .get(&l.name)
-                    .and_then(|rt| {
-                        std::iter::once(&rt.default)
-                            .chain(rt.routes.iter().map(|(_, r)| r))
-                            .find(|r| {
-                                *r.name == *name || (name == "(default)" && *r.name == *l.name)
-                            })
-                    })
-                    .map(|r| r.tls.clone());
-                let versions: Vec<&str> = p.versions.iter().map(|v| v.name()).collect();
-                let engines = match tls.as_deref().map(|t| &t.engines) {
-                    Some(Engines::Legacy(_)) => "legacy (OpenSSL)".to_string(),
-                    Some(Engines::Modern(_)) => "modern (rustls)".to_string(),
-                    Some(Engines::Auto {
-                        modern: Some(_), ..
-                    }) => {
-                        "auto (rustls for TLS 1.2+ hellos it can serve, else OpenSSL)".to_string()
-                    }
-                    Some(Engines::Auto { modern: None, .. }) => {
-                        format!("auto, but OpenSSL only: {}", c_reason(s, &t.certificate))
-                    }
-                    None => "?".to_string(),
-                };
-                let _ = writeln!(
-                    out,
-                    "    tls profile {}: engine {engines}; versions {}",
-                    p.name,
-                    versions.join(", ")
-                );
-                if p.engine != crate::config::EngineKind::Modern {
-                    let dh = if p.dh_bits == 0 {
-                        "no DHE".to_string()
-                    } else {
-                        format!("DHE fixed {}-bit group", p.dh_bits)
-                    };
-                    let _ = writeln!(
-                        out,
-                        "    OpenSSL ciphers (server order): {}; {dh}",
-                        p.ciphers
-                    );
-                }
-                if p.engine != crate::config::EngineKind::Legacy {
-                    let _ = writeln!(
-                        out,
-                        "    rustls: TLS 1.3 and TLS 1.2 ECDHE AEAD suites (ring defaults)"
-                    );
-                }
-            }
-        }
-    }
-    out
-}
-
-fn c_reason(s: &Snapshot, cert: &str) -> String {
-    s.certificates
-        .get(cert)
-        .and_then(|c| c.rustls.as_ref().err().cloned())
-        .unwrap_or_default()
 }

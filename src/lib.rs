@@ -20,6 +20,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod connection;

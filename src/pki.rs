@@ -150,6 +150,14 @@ impl Ca {
         Ok((cert, key))
     }
 
+    /// Issue a certificate with a fresh EC P-256 key (`spec.rsa_bits` is ignored).
+    pub fn issue_ec(&self, spec: &CertSpec<'_>) -> Result<(X509, PKey<Private>), ErrorStack> {
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)?;
+        let key = PKey::from_ec_key(openssl::ec::EcKey::generate(&group)?)?;
+        let cert = build(spec, &key, Some((&self.cert, &self.key)))?;
+        Ok((cert, key))
+    }
+
     pub fn cert_pem(&self) -> Result<Vec<u8>, ErrorStack> {
         self.cert.to_pem()
     }

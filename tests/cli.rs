@@ -63,12 +63,15 @@ fn check_prints_listeners_certificates_and_engines() {
     );
     assert!(out.contains("CN=prov.sipura.test"), "{out}");
     assert!(
-        out.contains("issuer O=provgate tests, CN=Sipura CA (test)"),
+        out.contains("issuer     O=provgate tests, CN=Sipura CA (test)"),
         "{out}"
     );
-    assert!(out.contains("key RSA 1024"), "{out}");
     assert!(
-        out.contains("engine legacy (OpenSSL); versions tls1.0, tls1.1, tls1.2"),
+        out.contains("key        RSA 1024; signed sha1WithRSAEncryption"),
+        "{out}"
+    );
+    assert!(
+        out.contains("tls legacy: legacy (OpenSSL); versions tls1.0, tls1.1, tls1.2"),
         "{out}"
     );
     assert!(out.contains("AES256-SHA:AES128-SHA"), "{out}");
@@ -259,4 +262,31 @@ async fn demo_serves_its_printed_listeners_and_stops_on_ctrl_c() {
         !std::path::Path::new(&dir).exists(),
         "demo left {dir} behind"
     );
+}
+
+#[tokio::test]
+async fn probe_exits_zero_only_on_200() {
+    let pki = pki();
+    let yaml = config(0, |s| format!("admin: {{ listen: \"127.0.0.1:0\" }}\n{s}"));
+    let h = Harness::start(pki, &yaml).await;
+    let admin = h.running.admin_addr().unwrap();
+    let dead = dead_addr();
+    for (url, want) in [
+        (format!("http://{admin}/healthz"), 0),
+        (format!("http://{admin}/no-such-page"), 1),
+        (format!("http://{dead}/healthz"), 1),
+        ("https://example.com/".to_string(), 1),
+    ] {
+        let out = tokio::process::Command::new(BIN)
+            .args(["probe", &url])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

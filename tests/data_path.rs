@@ -215,7 +215,26 @@ async fn dhe_only_client_gets_a_group_of_at_most_1024_bits() {
     );
     let dh = s.ssl().peer_tmp_key().unwrap();
     assert_eq!(dh.id(), openssl::pkey::Id::DH);
-    assert!(dh.bits() <= 1024, "DH group of {} bits", dh.bits());
+    assert_eq!(dh.bits(), 1024, "DH group of {} bits", dh.bits());
+    assert_eq!(get(&mut s, MAC_PATH, "").await.0, 200);
+}
+
+#[tokio::test]
+async fn dh_bits_2048_is_served_only_where_a_profile_asks_for_it() {
+    let backend = backend().await;
+    let profiles = "tls_profiles:\n  big:\n    base: legacy\n    dh_bits: 2048\n";
+    let h = Harness::start(
+        two_families(),
+        &legacy_only(backend, "sipura", profiles, "big"),
+    )
+    .await;
+    let client = Legacy {
+        ciphers: "DHE-RSA-AES256-SHA",
+        ..Legacy::default()
+    };
+    let mut s = client.connect(h.addr("legacy")).await.unwrap();
+    let dh = s.ssl().peer_tmp_key().unwrap();
+    assert_eq!(dh.bits(), 2048);
     assert_eq!(get(&mut s, MAC_PATH, "").await.0, 200);
 }
 

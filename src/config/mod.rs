@@ -131,8 +131,11 @@ DES-CBC3-SHA:EDH-RSA-DES-CBC3-SHA:AES256-GCM-SHA384:AES128-GCM-SHA256:\
 ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:\
 ECDHE-ECDSA-AES128-GCM-SHA256";
 
-/// The largest DH group the legacy engine will use (PAP2T and SPA5xx < 7.5.2b fail above it).
+/// The DH group the legacy engine uses by default: PAP2T and SPA5xx < 7.5.2b fail above it.
 pub const MAX_LEGACY_DH_BITS: u32 = 1024;
+/// Fixed DH group sizes a profile may name (0 = no DHE). 2048 is there for operators whose
+/// devices on a route all cope with it; `check` warns about anything above 1024.
+pub const DH_GROUP_BITS: [u32; 3] = [0, 1024, 2048];
 
 /// A resolved TLS profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -660,12 +663,12 @@ impl Validator<'_> {
             }
             EngineKind::Auto => {}
         }
-        if p.dh_bits != 0 && p.dh_bits != MAX_LEGACY_DH_BITS {
+        if !DH_GROUP_BITS.contains(&p.dh_bits) {
             return Err(self.err(
                 format!("{key}.dh_bits"),
                 format!(
-                    "{} is not supported: use 0 (no DHE) or {MAX_LEGACY_DH_BITS} (a fixed group; \
-                     old devices fail on larger ones)",
+                    "{} is not supported: use 0 (no DHE), {MAX_LEGACY_DH_BITS} (the fixed group \
+                     old devices need) or 2048",
                     p.dh_bits
                 ),
             ));
@@ -1164,9 +1167,9 @@ listeners:
         );
         let e = err("tls_profiles:\n  x: { base: y }\n  y: { base: x }\n");
         assert!(e.contains("loop"), "{e}");
-        let e = err("tls_profiles:\n  x: { dh_bits: 2048 }\n");
+        let e = err("tls_profiles:\n  x: { dh_bits: 4096 }\n");
         assert!(
-            e.contains("tls_profiles.x.dh_bits") && e.contains("2048"),
+            e.contains("tls_profiles.x.dh_bits") && e.contains("4096"),
             "{e}"
         );
         let e = err("tls_profiles:\n  x: { versions: [tls9] }\n");

@@ -66,6 +66,14 @@ fn cipher_available(list: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a cipher string keeps any suite with RSA key exchange (what old firmware needs):
+/// strip every other key exchange and see whether OpenSSL still finds a suite.
+pub fn offers_rsa_key_exchange(ciphers: &str) -> bool {
+    cipher_available(&format!(
+        "{ciphers}:!kDHE:!kECDHE:!kPSK:!kRSAPSK:!kDHEPSK:!kECDHEPSK:!kSRP:!kGOST:!aNULL"
+    ))
+}
+
 /// Load OpenSSL's legacy provider (RC4 lives there) next to the default one. Idempotent; the
 /// provider stays loaded for the life of the process.
 pub fn init() -> Capabilities {
@@ -116,14 +124,16 @@ fn no_option(v: TlsVersion) -> SslOptions {
     }
 }
 
-/// The fixed 1024-bit group: RFC 2409 Oakley group 2 (a safe prime, generator 2), the group
-/// Apache 2.2-era servers gave these devices.
-fn dh_1024() -> Result<Dh<openssl::pkey::Params>, openssl::error::ErrorStack> {
-    Dh::from_pqg(
-        BigNum::get_rfc2409_prime_1024()?,
-        None,
-        BigNum::from_u32(2)?,
-    )
+/// The fixed DH group for `bits`: 1024 is RFC 2409 Oakley group 2 (a safe prime, generator
+/// 2), the group Apache 2.2-era servers gave these devices; 2048 is RFC 3526 group 14, for
+/// operators who know every device on the route copes (`check` warns about it).
+fn dh_group(bits: u32) -> Result<Dh<openssl::pkey::Params>, openssl::error::ErrorStack> {
+    let p = if bits == 2048 {
+        BigNum::get_rfc3526_prime_2048()?
+    } else {
+        BigNum::get_rfc2409_prime_1024()?
+    };
+    Dh::from_pqg(p, None, BigNum::from_u32(2)?)
 }
 
 impl LegacyContext {
@@ -161,7 +171,7 @@ impl LegacyContext {
         if profile.dh_bits == 0 {
             ciphers.push_str(":!kDHE");
         } else {
-            let dh = dh_1024().map_err(setup("DH group"))?;
+            let dh = dh_group(profile.dh_bits).map_err(setup("DH group"))?;
             b.set_tmp_dh(&dh).map_err(setup("DH group"))?;
         }
         b.set_cipher_list(&ciphers).map_err(setup(format!(
