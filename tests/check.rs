@@ -4,25 +4,8 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use provgate::pki::CertSpec;
-
-const BIN: &str = env!("CARGO_BIN_EXE_provgate");
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
@@ -85,7 +68,7 @@ fn names_the_vendor_families_and_warns_about_expiry_and_large_dh() {
     let (_pki, path) = three_families();
     let path = path.to_str().unwrap();
 
-    let (code, out, err) = run(&["check", "--config", path]);
+    let (code, out, err) = run_bin(&["check", "--config", path]);
     assert_eq!(
         code, 0,
         "valid with warnings exits 0 without --strict\n{out}{err}"
@@ -114,10 +97,10 @@ fn names_the_vendor_families_and_warns_about_expiry_and_large_dh() {
         "{out}"
     );
 
-    let (code, out, _) = run(&["check", "--strict", "--config", path]);
+    let (code, out, _) = run_bin(&["check", "--strict", "--config", path]);
     assert_eq!(code, 1, "--strict with warnings exits 1\n{out}");
 
-    let (code, out, _) = run(&["check", "--json", "--config", path]);
+    let (code, out, _) = run_bin(&["check", "--json", "--config", path]);
     assert_eq!(code, 0);
     let report = json(&out);
     assert_eq!(report["valid"], true);
@@ -157,7 +140,7 @@ listeners:
   - { name: sipura, bind: ["127.0.0.2:8443"], certificate: sipura, tls: legacy, backend: prov }
 "#,
     );
-    let (code, out, err) = run(&["check", "--strict", "--config", path.to_str().unwrap()]);
+    let (code, out, err) = run_bin(&["check", "--strict", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("warnings: 0"), "{out}");
 }
@@ -203,7 +186,7 @@ listeners:
   - { name: ec, bind: ["127.0.0.4:8443"], certificate: ec, tls: legacy, backend: prov }
 "#,
     );
-    let (code, out, err) = run(&[
+    let (code, out, err) = run_bin(&[
         "check",
         "--json",
         "--strict",
@@ -251,7 +234,7 @@ fn an_invalid_config_exits_64_in_json_too() {
         "config.yaml",
         "backends: {}\ncertificates: {}\nlisteners:\n  - { name: x, bind: [] }\n",
     );
-    let (code, out, _) = run(&["check", "--json", "--config", path.to_str().unwrap()]);
+    let (code, out, _) = run_bin(&["check", "--json", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 64);
     let report = json(&out);
     assert_eq!(report["valid"], false);
@@ -280,7 +263,7 @@ fn the_example_config_passes_check_with_its_certificates_in_place() {
     }
     let example = include_str!("../config.example.yaml");
     let path = pki.write("config.yaml", example);
-    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()]);
+    let (code, out, err) = run_bin(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("listener sipura"), "{out}");
 }

@@ -8,17 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use provgate::pki::CertSpec;
 
 const BIN: &str = env!("CARGO_BIN_EXE_provgate");
-
-fn pki() -> Pki {
-    let pki = Pki::new();
-    let ca = pki.ca("sipura", "Sipura CA (test)");
-    pki.issue(&ca, "sipura", &CertSpec::legacy_server("prov.sipura.test"));
-    pki.issue(&ca, "other", &CertSpec::legacy_server("other.test"));
-    pki
-}
 
 /// A valid config on `port`, with `tweak` applied to its text.
 fn config(port: u16, tweak: impl Fn(String) -> String) -> String {
@@ -38,24 +29,11 @@ listeners:
     ))
 }
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn check_prints_listeners_certificates_and_engines() {
-    let pki = pki();
+    let pki = sipura_pki();
     let path = pki.write("ok.yaml", &config(8443, |s| s));
-    let (code, out, err) = run(&["check", "--config", path.to_str().unwrap()]);
+    let (code, out, err) = run_bin(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("listener sipura  bind 127.0.0.1:8443"),
@@ -79,7 +57,7 @@ fn check_prints_listeners_certificates_and_engines() {
 
 #[test]
 fn bad_configs_exit_64_naming_the_problem_and_bind_nothing() {
-    let pki = pki();
+    let pki = sipura_pki();
     // A port we hold: if provgate bound anything it would fail differently (or hang serving).
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
@@ -140,7 +118,7 @@ fn bad_configs_exit_64_naming_the_problem_and_bind_nothing() {
     for (what, yaml, needles) in cases {
         let path = pki.write("bad.yaml", &yaml);
         for cmd in ["check", "run"] {
-            let (code, out, err) = run(&[cmd, "--config", path.to_str().unwrap()]);
+            let (code, out, err) = run_bin(&[cmd, "--config", path.to_str().unwrap()]);
             assert_eq!(code, 64, "{what} ({cmd}): {out}{err}");
             assert!(err.contains("bad.yaml"), "{what}: names the file: {err}");
             for n in needles {
@@ -155,13 +133,13 @@ fn bad_configs_exit_64_naming_the_problem_and_bind_nothing() {
 
 #[test]
 fn a_key_never_appears_in_errors() {
-    let pki = pki();
+    let pki = sipura_pki();
     // Point the chain at the key file: the error must not echo the key.
     let yaml = config(8443, |s| {
         s.replace("chain: sipura.pem", "chain: sipura.key")
     });
     let path = pki.write("bad.yaml", &yaml);
-    let (code, _, err) = run(&["check", "--config", path.to_str().unwrap()]);
+    let (code, _, err) = run_bin(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 64);
     let key = std::fs::read_to_string(pki.path("sipura.key")).unwrap();
     let body_line = key.lines().nth(1).unwrap();
@@ -266,7 +244,7 @@ async fn demo_serves_its_printed_listeners_and_stops_on_ctrl_c() {
 
 #[tokio::test]
 async fn probe_exits_zero_only_on_200() {
-    let pki = pki();
+    let pki = sipura_pki();
     let yaml = config(0, |s| format!("admin: {{ listen: \"127.0.0.1:0\" }}\n{s}"));
     let h = Harness::start(pki, &yaml).await;
     let admin = h.running.admin_addr().unwrap();

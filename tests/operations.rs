@@ -17,14 +17,6 @@ use tokio::net::TcpStream;
 
 const MAC_PATH: &str = "/spa000e08abcdef.cfg";
 
-fn pki() -> Pki {
-    let pki = Pki::new();
-    let ca = pki.ca("sipura", "Sipura CA (test)");
-    pki.issue(&ca, "sipura", &CertSpec::legacy_server("prov.sipura.test"));
-    pki.issue(&ca, "other", &CertSpec::legacy_server("other.test"));
-    pki
-}
-
 fn config(backend: SocketAddr, listeners: &str) -> String {
     format!(
         r#"
@@ -133,7 +125,7 @@ async fn admin_get(admin: SocketAddr, path: &str) -> String {
 #[tokio::test]
 async fn certificate_rotation_by_sighup_under_load_loses_no_request() {
     let backend = backend().await;
-    let pki = pki();
+    let pki = sipura_pki();
     let p = Proc::start(&pki.write("config.yaml", &config(backend, &listener("l", ""))));
     let admin = p.addr(&["admin listening"]);
     let addr = p.addr(&["listening", "listener=l"]);
@@ -208,7 +200,7 @@ async fn certificate_rotation_by_sighup_under_load_loses_no_request() {
 #[tokio::test]
 async fn a_broken_reload_keeps_the_old_configuration_serving() {
     let backend = backend().await;
-    let h = Harness::start(pki(), &config(backend, &listener("l", ""))).await;
+    let h = Harness::start(sipura_pki(), &config(backend, &listener("l", ""))).await;
     let path = h.pki.path("config.yaml");
     let good = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
@@ -235,7 +227,7 @@ async fn a_broken_reload_keeps_the_old_configuration_serving() {
 #[tokio::test]
 async fn reload_adds_and_removes_listeners_and_lets_open_connections_finish() {
     let backend = backend().await;
-    let h = Harness::start(pki(), &config(backend, &listener("old", ""))).await;
+    let h = Harness::start(sipura_pki(), &config(backend, &listener("old", ""))).await;
     let old_addr = h.addr("old");
     // An open, idle keep-alive connection on the listener that will be removed.
     let mut open = Legacy::default().connect(old_addr).await.unwrap();
@@ -266,7 +258,7 @@ async fn reload_adds_and_removes_listeners_and_lets_open_connections_finish() {
 async fn connection_limit_closes_the_extra_connection_and_serves_the_rest() {
     let backend = backend().await;
     let h = Harness::start(
-        pki(),
+        sipura_pki(),
         &config(backend, &listener("l", "    max_connections: 2\n")),
     )
     .await;
@@ -298,7 +290,7 @@ async fn slowloris_is_cut_at_the_handshake_and_header_timeouts() {
     let backend = backend().await;
     let yaml = config(backend, &listener("l", "    handshake_timeout: 500ms\n"))
         + "limits: { header_timeout: 500ms }\n";
-    let h = Harness::start(pki(), &yaml).await;
+    let h = Harness::start(sipura_pki(), &yaml).await;
     let addr = h.addr("l");
 
     // One byte of a ClientHello every 100 ms.
@@ -363,7 +355,7 @@ async fn proxy_protocol_from_trusted_peers_sets_the_client_address() {
         backend,
         &(listener("trusted", trusted) + &listener("untrusted", untrusted)),
     );
-    let h = Harness::start(pki(), &yaml).await;
+    let h = Harness::start(sipura_pki(), &yaml).await;
 
     // v1 from a trusted peer: routing and X-Forwarded-For see 10.1.2.3.
     let mut tcp = TcpStream::connect(h.addr("trusted")).await.unwrap();
@@ -415,7 +407,7 @@ async fn proxy_protocol_from_trusted_peers_sets_the_client_address() {
         "    proxy_protocol: v1\n    trusted_proxies: [\"127.0.0.0/8\"]\n",
     );
     drop(h);
-    let h = Harness::start(pki(), &config(backend, &yaml_missing)).await;
+    let h = Harness::start(sipura_pki(), &config(backend, &yaml_missing)).await;
     assert!(Legacy::default().connect(h.addr("needs")).await.is_err());
 }
 
@@ -424,7 +416,7 @@ async fn allow_and_deny_lists_refuse_and_admit_the_right_sources() {
     let backend = backend().await;
     let l = listener("l", "    deny: [\"127.0.0.3/32\"]\n    routes:\n      - match: { local: [\"127.0.0.1/32\"] }\n        allow: [\"127.0.0.1/32\", \"127.0.0.3/32\"]\n");
     let only4 = listener("only4", "    allow: [\"127.0.0.4/32\"]\n");
-    let h = Harness::start(pki(), &config(backend, &(l + &only4))).await;
+    let h = Harness::start(sipura_pki(), &config(backend, &(l + &only4))).await;
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
 
     let mut s = Legacy::default()
@@ -517,7 +509,7 @@ async fn held_backend() -> (
 #[tokio::test]
 async fn sigterm_drains_a_slow_response_then_exits_zero() {
     let (backend, mut requested, release) = held_backend().await;
-    let pki = pki();
+    let pki = sipura_pki();
     let mut p = Proc::start(&pki.write("config.yaml", &config(backend, &listener("l", ""))));
     let admin = p.addr(&["admin listening"]);
     let listen = p.addr(&["listening", "listener=l"]);

@@ -111,6 +111,30 @@ impl Pki {
     }
 }
 
+/// A Sipura-family CA with two legacy server certificates: `sipura` (prov.sipura.test) and
+/// `other` (other.test).
+pub fn sipura_pki() -> Pki {
+    let pki = Pki::new();
+    let ca = pki.ca("sipura", "Sipura CA (test)");
+    pki.issue(&ca, "sipura", &CertSpec::legacy_server("prov.sipura.test"));
+    pki.issue(&ca, "other", &CertSpec::legacy_server("other.test"));
+    pki
+}
+
+/// Run the real binary to completion: (exit code, stdout, stderr).
+pub fn run_bin(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provgate"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 // ---------------------------------------------------------------- servers
 
 pub struct Harness {
