@@ -88,12 +88,38 @@ pub const VENDOR_CAS: &[VendorCa] = &[
     },
 ];
 
-/// The vendor CA an issuer DN names, if any.
-pub fn vendor_ca(issuer: &str) -> Option<&'static VendorCa> {
-    let issuer = issuer.to_ascii_lowercase();
+/// The vendor CA a CA's name text (its O, OU and CN values) names, if any.
+pub fn vendor_ca(ca_name: &str) -> Option<&'static VendorCa> {
+    let ca_name = ca_name.to_ascii_lowercase();
     VENDOR_CAS
         .iter()
-        .find(|ca| ca.issuer_contains.iter().any(|f| issuer.contains(f)))
+        .find(|ca| ca.issuer_contains.iter().any(|f| ca_name.contains(f)))
+}
+
+/// The vendor CA that issued `cert`. Only the issuer's organisation and CA names count (a
+/// leaf called `prov.sipura.example` says nothing), and a self-signed certificate has no
+/// vendor: no device trusts it.
+pub fn issuing_vendor_ca(cert: &X509Ref) -> Option<&'static VendorCa> {
+    let (issuer, subject) = (cert.issuer_name(), cert.subject_name());
+    let self_signed = issuer.try_cmp(subject).is_ok_and(|o| o.is_eq());
+    if self_signed {
+        return None;
+    }
+    vendor_ca(&ca_name_text(issuer))
+}
+
+/// The O, OU and CN values of a name, joined: what vendor CAs are recognised by.
+fn ca_name_text(name: &openssl::x509::X509NameRef) -> String {
+    [
+        Nid::ORGANIZATIONNAME,
+        Nid::ORGANIZATIONALUNITNAME,
+        Nid::COMMONNAME,
+    ]
+    .iter()
+    .flat_map(|nid| name.entries_by_nid(*nid))
+    .filter_map(|e| e.data().to_string().ok())
+    .collect::<Vec<_>>()
+    .join(" | ")
 }
 
 #[derive(Debug, Serialize)]
@@ -235,7 +261,7 @@ fn certificate_report(c: &LoadedCert, now: i64, warnings: &mut Vec<Warning>) -> 
     let cn = leaf.and_then(|l| common_name(l));
     let dns_names = leaf.map(|l| dns_names(l)).unwrap_or_default();
     let days_left = (i.not_after_unix - now).div_euclid(86_400);
-    let vendor = vendor_ca(&i.issuer);
+    let vendor = leaf.and_then(|l| issuing_vendor_ca(l));
     let mut warn = |code, message: String| {
         warnings.push(Warning {
             code,
@@ -302,7 +328,7 @@ fn client_ca_report(file: &std::path::Path) -> Vec<ClientCaReport> {
             let subject = crate::tls::certs::name_to_string(c.subject_name());
             ClientCaReport {
                 file: file.display().to_string(),
-                vendor_ca: vendor_ca(&subject),
+                vendor_ca: vendor_ca(&ca_name_text(c.subject_name())),
                 subject,
                 not_after: c.not_after().to_string(),
             }
@@ -652,9 +678,28 @@ mod tests {
             panic!("fixture ../shared/fixtures/cisco-sb-client-root-authority-2.pem missing");
         };
         let cert = openssl::x509::X509::from_pem(&pem).unwrap();
-        let subject = crate::tls::certs::name_to_string(cert.subject_name());
-        let ca = vendor_ca(&subject).unwrap();
-        assert_eq!(ca.role, CaRole::Client, "{subject}");
+        let ca = vendor_ca(&ca_name_text(cert.subject_name())).unwrap();
+        assert_eq!(ca.role, CaRole::Client);
+    }
+
+    #[test]
+    fn only_the_issuing_ca_names_count_and_self_signed_has_no_vendor() {
+        use crate::pki::{Ca, CertSpec};
+        let ops = Ca::new("Example Ops CA", "Example").unwrap();
+        let (leaf, _) = ops.issue(&CertSpec::server("prov.sipura.test")).unwrap();
+        assert!(
+            issuing_vendor_ca(&leaf).is_none(),
+            "a leaf name says nothing"
+        );
+        let sipura = Ca::new("Sipura CA (test)", "provgate tests").unwrap();
+        let (leaf, _) = sipura.issue(&CertSpec::server("prov.example.com")).unwrap();
+        assert_eq!(
+            issuing_vendor_ca(&leaf).map(|v| v.family),
+            Some("Sipura CA")
+        );
+        let pem = sipura.cert_pem().unwrap();
+        let root = openssl::x509::X509::from_pem(&pem).unwrap();
+        assert!(issuing_vendor_ca(&root).is_none(), "self-signed");
     }
 
     #[test]
