@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -68,10 +68,21 @@ impl ConnInfo {
     }
 }
 
+/// Writes up to this size are gathered until pingora flushes.
+const WRITE_COALESCE: usize = 16 * 1024;
+/// A write buffer larger than this is freed after a flush, so idle connections stay small.
+const WRITE_KEEP: usize = 4 * 1024;
+
 /// A TLS connection (either engine) plus its [`ConnInfo`].
+///
+/// Writes are gathered until pingora flushes, as pingora's own (buffered) streams do: a
+/// response head and a small body then leave as one TLS record and one syscall, not several.
 #[derive(Debug)]
 pub struct ProxyStream {
     tls: TlsStream<Replay<TcpStream>>,
+    /// Plaintext written but not yet handed to TLS; `written` bytes of it are already sent.
+    pending: Vec<u8>,
+    written: usize,
     info: Arc<ConnInfo>,
     id: UniqueIDType,
     /// Timer for the header deadline it was last armed with.
@@ -84,6 +95,8 @@ impl ProxyStream {
         info.arm_header_deadline(info.limits.header_timeout);
         ProxyStream {
             tls,
+            pending: Vec::new(),
+            written: 0,
             info: Arc::new(info),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             timer: None,
@@ -115,6 +128,24 @@ impl ProxyStream {
     pub fn info(&self) -> &Arc<ConnInfo> {
         &self.info
     }
+
+    /// Hand everything pending to TLS.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.written < self.pending.len() {
+            let n = ready!(Pin::new(&mut self.tls).poll_write(cx, &self.pending[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n;
+        }
+        self.written = 0;
+        if self.pending.capacity() > WRITE_KEEP {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl AsyncRead for ProxyStream {
@@ -133,19 +164,31 @@ impl AsyncRead for ProxyStream {
 
 impl AsyncWrite for ProxyStream {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tls).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.pending.len() + buf.len() > WRITE_COALESCE {
+            ready!(this.poll_drain(cx))?;
+            if buf.len() >= WRITE_COALESCE {
+                return Pin::new(&mut this.tls).poll_write(cx, buf);
+            }
+        }
+        this.pending.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.tls).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tls).poll_shutdown(cx)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.tls).poll_shutdown(cx)
     }
 }
 
@@ -153,7 +196,7 @@ impl AsyncWrite for ProxyStream {
 impl Shutdown for ProxyStream {
     async fn shutdown(&mut self) {
         // Sends close_notify; errors mean the peer is gone already.
-        let _ = AsyncWriteExt::shutdown(&mut self.tls).await;
+        let _ = AsyncWriteExt::shutdown(self).await;
     }
 }
 
