@@ -361,6 +361,7 @@ fn fingerprint_files(s: &Snapshot) -> Vec<Stamp> {
 /// Run until SIGINT or SIGTERM (reloading on SIGHUP), then drain.
 pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
+    raise_descriptor_limit(snapshot.config.limits.max_connections);
     let running = start(snapshot).await?;
     running.spawn_watcher();
     let mut hup = signal(SignalKind::hangup())?;
@@ -384,6 +385,29 @@ pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
     running.shutdown(grace).await;
     info!("stopped");
     Ok(())
+}
+
+/// Raise the soft open-file limit to the hard one (systemd and shells often start services at
+/// 1024) and warn when it cannot hold `max_connections`: each proxied connection needs two
+/// descriptors (client and backend), and running out turns requests into 502s.
+fn raise_descriptor_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            let needed = (max_connections as u64).saturating_mul(2) + 64;
+            if limit < needed {
+                warn!(
+                    limit,
+                    max_connections,
+                    "open-file limit is below 2 x limits.max_connections; a storm of \
+                     connections would run out of descriptors (raise `ulimit -n` / LimitNOFILE, \
+                     or lower max_connections)"
+                );
+            } else {
+                info!(limit, "open-file limit");
+            }
+        }
+        Err(e) => warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Wait for SIGINT or SIGTERM.
