@@ -65,8 +65,25 @@ struct Opts {
     only: Vec<Kind>,
 }
 
+/// `--dh-group rfc5114`: every proxy (and the ceiling) uses the RFC 5114 1024-bit group with a
+/// 160-bit subgroup instead of RFC 2409 group 2.
+static RFC5114: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The 1024-bit DH group of this run.
+fn bench_group() -> Result<Dh<openssl::pkey::Params>> {
+    if RFC5114.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(Dh::get_1024_160()?);
+    }
+    Ok(Dh::from_pqg(
+        BigNum::get_rfc2409_prime_1024()?,
+        None,
+        BigNum::from_u32(2)?,
+    )?)
+}
+
 const USAGE: &str = "usage: ./bench/run.sh [--quick] [--duration SECS] [--concurrency N] \
-[--keepalive-conns N] [--idle N] [--storm N] [--only provgate,haproxy,nginx]";
+[--keepalive-conns N] [--idle N] [--storm N] [--only provgate,haproxy,nginx] \
+[--dh-group rfc2409|rfc5114]";
 
 fn parse_args() -> Result<Opts> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -101,6 +118,11 @@ fn parse_args() -> Result<Opts> {
             "--keepalive-conns" => o.keepalive_conns = num(value(a)?, a)?,
             "--idle" => o.idle = num(value(a)?, a)?,
             "--storm" => o.storm = num(value(a)?, a)?,
+            "--dh-group" => match value(a)?.as_str() {
+                "rfc2409" => RFC5114.store(false, std::sync::atomic::Ordering::Relaxed),
+                "rfc5114" => RFC5114.store(true, std::sync::atomic::Ordering::Relaxed),
+                other => bail!("--dh-group: rfc2409 or rfc5114, not '{other}'"),
+            },
             "--only" => {
                 o.only = value(a)?
                     .split(',')
@@ -417,11 +439,7 @@ fn material(dir: &Path) -> Result<Material> {
     let mut pem = cert.to_pem()?;
     pem.extend(key.private_key_to_pem_pkcs8()?);
     std::fs::write(&combined, pem)?;
-    let dh = Dh::from_pqg(
-        BigNum::get_rfc2409_prime_1024()?,
-        None,
-        BigNum::from_u32(2)?,
-    )?;
+    let dh = bench_group()?;
     let dhf = dir.join("dh1024.pem");
     std::fs::write(&dhf, dh.params_to_pem()?)?;
     // Debian's OpenSSL defaults to security level 2, and HAProxy/nginx load the DH group before
@@ -499,6 +517,7 @@ tls_profiles:
     versions: [tls1.0, tls1.2]
     ciphers: "{LEGACY_CIPHERS}"
     dh_bits: 1024
+    dh_group: {dh_group}
 listeners:
   - name: legacy
     bind: ["{legacy}"]
@@ -522,6 +541,11 @@ limits:
 "#,
                     cert = m.cert.display(),
                     key = m.key.display(),
+                    dh_group = if RFC5114.load(std::sync::atomic::Ordering::Relaxed) {
+                        "rfc5114"
+                    } else {
+                        "rfc2409"
+                    },
                 ),
             )?;
             vec![
@@ -1167,13 +1191,7 @@ fn ceiling(key: &PKey<Private>, dur: Duration) -> Result<Ceiling> {
         n += 1;
     }
     let rsa_sign_s = n as f64 / t.elapsed().as_secs_f64();
-    let group = || -> Result<Dh<openssl::pkey::Params>> {
-        Ok(Dh::from_pqg(
-            BigNum::get_rfc2409_prime_1024()?,
-            None,
-            BigNum::from_u32(2)?,
-        )?)
-    };
+    let group = bench_group;
     let peer = group()?.generate_key()?;
     let peer_pub = peer.public_key().to_owned()?;
     let t = Instant::now();

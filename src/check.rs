@@ -181,6 +181,8 @@ pub struct RouteReport {
     /// The OpenSSL cipher string, for routes the legacy engine can serve.
     pub openssl_ciphers: Option<String>,
     pub dh_bits: Option<u32>,
+    /// The 1024-bit group in use, when `dh_bits` is 1024.
+    pub dh_group: Option<crate::config::DhGroup>,
     pub client_auth: String,
 }
 
@@ -479,6 +481,9 @@ fn route_report(
             .unwrap_or_default(),
         openssl_ciphers: profile.filter(|_| serves_legacy).map(|p| p.ciphers.clone()),
         dh_bits: profile.filter(|_| serves_legacy).map(|p| p.dh_bits),
+        dh_group: profile
+            .filter(|p| serves_legacy && p.dh_bits == 1024)
+            .map(|p| p.dh_group),
         client_auth: format!("{:?}", t.client_auth.mode).to_lowercase(),
     }
 }
@@ -623,7 +628,12 @@ impl Report {
                 if let Some(ciphers) = &r.openssl_ciphers {
                     let dh = match r.dh_bits {
                         Some(0) | None => "no DHE".to_string(),
-                        Some(bits) => format!("DHE with a fixed {bits}-bit group"),
+                        Some(bits) => match r.dh_group {
+                            Some(crate::config::DhGroup::Rfc5114) => format!(
+                                "DHE with the fixed {bits}-bit RFC 5114 group (160-bit exponents)"
+                            ),
+                            _ => format!("DHE with a fixed {bits}-bit group"),
+                        },
                     };
                     let _ = writeln!(out, "    OpenSSL ciphers (server order) {ciphers}; {dh}");
                 }

@@ -239,6 +239,41 @@ async fn dh_bits_2048_is_served_only_where_a_profile_asks_for_it() {
 }
 
 #[tokio::test]
+async fn dh_group_rfc5114_serves_the_subgroup_prime_the_default_the_oakley_prime() {
+    let backend = backend().await;
+    let profiles = "tls_profiles:\n  fast:\n    base: legacy\n    dh_group: rfc5114\n";
+    for (profile, want) in [
+        (
+            "fast",
+            openssl::dh::Dh::get_1024_160()
+                .unwrap()
+                .prime_p()
+                .to_owned()
+                .unwrap(),
+        ),
+        (
+            "legacy",
+            openssl::bn::BigNum::get_rfc2409_prime_1024().unwrap(),
+        ),
+    ] {
+        let h = Harness::start(
+            two_families(),
+            &legacy_only(backend, "sipura", profiles, profile),
+        )
+        .await;
+        let client = Legacy {
+            ciphers: "DHE-RSA-AES256-SHA",
+            ..Legacy::default()
+        };
+        let mut s = client.connect(h.addr("legacy")).await.unwrap();
+        let key = s.ssl().peer_tmp_key().unwrap();
+        let dh = key.dh().unwrap();
+        assert_eq!(dh.prime_p(), &*want, "profile {profile}");
+        assert_eq!(get(&mut s, MAC_PATH, "").await.0, 200);
+    }
+}
+
+#[tokio::test]
 async fn dh_bits_zero_refuses_a_dhe_only_client() {
     let backend = backend().await;
     let profiles = "tls_profiles:\n  nodhe:\n    base: legacy\n    dh_bits: 0\n";

@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use crate::hello::HelloFormat;
 
-pub use raw::{ClientAuthMode, ProxyProtocol, VerifyLevel};
+pub use raw::{ClientAuthMode, DhGroup, ProxyProtocol, VerifyLevel};
 use raw::{RawClientAuth, RawConfig, RawIdentity, RawListener, RawProfile, RawRoute};
 
 /// Default for everything before the HTTP phase of a connection.
@@ -147,6 +147,8 @@ pub struct Profile {
     pub ciphers: String,
     /// 0 = no DHE; otherwise the fixed DH group size used by the legacy engine.
     pub dh_bits: u32,
+    /// Which 1024-bit group (`dh_bits: 1024` only).
+    pub dh_group: DhGroup,
 }
 
 impl Profile {
@@ -164,6 +166,7 @@ impl Profile {
             versions: versions.iter().copied().collect(),
             ciphers: LEGACY_CIPHERS.to_string(),
             dh_bits: MAX_LEGACY_DH_BITS,
+            dh_group: DhGroup::Rfc2409,
         })
     }
 
@@ -635,6 +638,9 @@ impl Validator<'_> {
         if let Some(bits) = rp.dh_bits {
             p.dh_bits = bits;
         }
+        if let Some(group) = rp.dh_group {
+            p.dh_group = group;
+        }
         self.check_profile(&key, &p)?;
         Ok(p)
     }
@@ -662,6 +668,15 @@ impl Validator<'_> {
                 }
             }
             EngineKind::Auto => {}
+        }
+        if p.dh_group == DhGroup::Rfc5114 && p.dh_bits != MAX_LEGACY_DH_BITS {
+            return Err(self.err(
+                format!("{key}.dh_group"),
+                format!(
+                    "rfc5114 is a {MAX_LEGACY_DH_BITS}-bit group, but dh_bits is {}",
+                    p.dh_bits
+                ),
+            ));
         }
         if !DH_GROUP_BITS.contains(&p.dh_bits) {
             return Err(self.err(
@@ -1167,6 +1182,11 @@ listeners:
         );
         let e = err("tls_profiles:\n  x: { base: y }\n  y: { base: x }\n");
         assert!(e.contains("loop"), "{e}");
+        let e = err("tls_profiles:\n  x: { dh_bits: 2048, dh_group: rfc5114 }\n");
+        assert!(
+            e.contains("tls_profiles.x.dh_group") && e.contains("1024-bit"),
+            "{e}"
+        );
         let e = err("tls_profiles:\n  x: { dh_bits: 4096 }\n");
         assert!(
             e.contains("tls_profiles.x.dh_bits") && e.contains("4096"),

@@ -173,6 +173,19 @@ pub struct RawProfile {
     pub ciphers: Option<String>,
     #[serde(default)]
     pub dh_bits: Option<u32>,
+    #[serde(default)]
+    pub dh_group: Option<DhGroup>,
+}
+
+/// Which fixed 1024-bit DH group the legacy engine offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhGroup {
+    /// RFC 2409 Oakley group 2: a safe prime, what Apache 2.2-era servers sent the devices.
+    Rfc2409,
+    /// RFC 5114 section 2.1: a 160-bit prime-order subgroup, so OpenSSL uses 160-bit private
+    /// exponents and a DHE handshake costs the server far less.
+    Rfc5114,
 }
 
 #[derive(Debug, Deserialize)]

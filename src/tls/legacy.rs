@@ -21,7 +21,7 @@ use tokio_openssl::SslStream;
 use super::certs::LoadedCert;
 use super::client_auth::ClientVerifier;
 use super::Reason;
-use crate::config::{Profile, TlsVersion};
+use crate::config::{DhGroup, Profile, TlsVersion};
 
 /// An OpenSSL server context for one (certificate, profile) pair.
 pub struct LegacyContext {
@@ -126,16 +126,27 @@ fn no_option(v: TlsVersion) -> SslOptions {
     }
 }
 
-/// The fixed DH group for `bits`: 1024 is RFC 2409 Oakley group 2 (a safe prime, generator
-/// 2), the group Apache 2.2-era servers gave these devices; 2048 is RFC 3526 group 14, for
-/// operators who know every device on the route copes (`check` warns about it).
-fn dh_group(bits: u32) -> Result<Dh<openssl::pkey::Params>, openssl::error::ErrorStack> {
-    let p = if bits == 2048 {
-        BigNum::get_rfc3526_prime_2048()?
-    } else {
-        BigNum::get_rfc2409_prime_1024()?
-    };
-    Dh::from_pqg(p, None, BigNum::from_u32(2)?)
+/// The fixed DH group: for 1024 bits RFC 2409 Oakley group 2 (a safe prime, generator 2, the
+/// group Apache 2.2-era servers gave these devices) or the RFC 5114 group with a 160-bit
+/// subgroup (OpenSSL recognises it and uses 160-bit private exponents: cheaper DHE); for 2048
+/// RFC 3526 group 14, for operators who know every device on the route copes (`check` warns).
+fn dh_group(
+    bits: u32,
+    group: DhGroup,
+) -> Result<Dh<openssl::pkey::Params>, openssl::error::ErrorStack> {
+    match (bits, group) {
+        (2048, _) => Dh::from_pqg(
+            BigNum::get_rfc3526_prime_2048()?,
+            None,
+            BigNum::from_u32(2)?,
+        ),
+        (_, DhGroup::Rfc5114) => Dh::get_1024_160(),
+        (_, DhGroup::Rfc2409) => Dh::from_pqg(
+            BigNum::get_rfc2409_prime_1024()?,
+            None,
+            BigNum::from_u32(2)?,
+        ),
+    }
 }
 
 impl LegacyContext {
@@ -175,7 +186,7 @@ impl LegacyContext {
         if profile.dh_bits == 0 {
             ciphers.push_str(":!kDHE");
         } else {
-            let dh = dh_group(profile.dh_bits).map_err(setup("DH group"))?;
+            let dh = dh_group(profile.dh_bits, profile.dh_group).map_err(setup("DH group"))?;
             b.set_tmp_dh(&dh).map_err(setup("DH group"))?;
         }
         b.set_cipher_list(&ciphers).map_err(setup(format!(
