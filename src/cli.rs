@@ -128,39 +128,38 @@ fn load(config: Option<&Path>) -> Option<Snapshot> {
 }
 
 fn check(config: Option<&Path>, json: bool, strict: bool) -> ExitCode {
-    if !json {
-        let Some(snapshot) = load(config) else {
-            return ExitCode::from(EXIT_CONFIG);
-        };
-        let report = crate::check::check(&snapshot, crate::check::unix_now());
-        print!("{}", report.human());
-        return ExitCode::from(report.exit_code(strict));
-    }
     let loaded = match config {
-        None => Err("--config FILE is required".to_string()),
-        Some(file) => Snapshot::load(file).map_err(|e| e.to_string()),
+        None => Err("--config FILE is required (or try `provgate demo`)".to_string()),
+        Some(file) => Snapshot::load(file).map_err(|e| format!("invalid configuration: {e}")),
     };
-    match loaded {
-        Ok(snapshot) => {
-            let report = crate::check::check(&snapshot, crate::check::unix_now());
-            match serde_json::to_string_pretty(&report) {
-                Ok(text) => println!("{text}"),
-                Err(e) => {
-                    eprintln!("provgate: cannot encode the report: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::from(report.exit_code(strict))
-        }
-        Err(error) => {
+    let snapshot = match loaded {
+        Ok(s) => s,
+        Err(error) if json => {
             let file = config.map(|f| f.display().to_string());
             println!(
                 "{}",
                 serde_json::json!({ "file": file, "valid": false, "error": error })
             );
-            ExitCode::from(EXIT_CONFIG)
+            return ExitCode::from(EXIT_CONFIG);
         }
+        Err(error) => {
+            eprintln!("provgate: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let report = crate::check::check(&snapshot, crate::check::unix_now());
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("provgate: cannot encode the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", report.human());
     }
+    ExitCode::from(report.exit_code(strict))
 }
 
 /// One HTTP/1.1 GET over plain TCP; Ok only for status 200.
