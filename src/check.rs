@@ -174,7 +174,8 @@ pub struct RouteReport {
     pub name: String,
     pub sni: Vec<String>,
     pub backend: String,
-    pub certificate: String,
+    /// `None` on plain-HTTP listeners.
+    pub certificate: Option<String>,
     pub profile: String,
     pub engine: String,
     pub versions: Vec<&'static str>,
@@ -351,13 +352,13 @@ fn route_report(
             code,
             listener: Some(listener.to_string()),
             route: Some(route.to_string()),
-            certificate: Some(t.certificate.clone()),
+            certificate: t.certificate.clone(),
             message,
         })
     };
     // Names exist: the config was validated before the snapshot was built.
     let profile = s.config.profiles.get(&t.profile);
-    let cert = s.certificates.get(&t.certificate);
+    let cert = t.certificate.as_ref().and_then(|c| s.certificates.get(c));
     let engines = s
         .listeners
         .get(listener)
@@ -374,9 +375,11 @@ fn route_report(
             modern: Some(_), ..
         }) => "auto (rustls for TLS 1.2+ hellos it can serve, else OpenSSL)".to_string(),
         Some(Engines::Auto { modern: None, .. }) => "auto, OpenSSL only".to_string(),
+        Some(Engines::Plain) => "plain HTTP (no TLS)".to_string(),
         None => "unknown".to_string(),
     };
-    let serves_legacy = profile.is_some_and(|p| p.engine != EngineKind::Modern);
+    let serves_legacy =
+        profile.is_some_and(|p| matches!(p.engine, EngineKind::Legacy | EngineKind::Auto));
 
     if let (Some(p), Some(c)) = (profile, cert) {
         if serves_legacy {
@@ -488,12 +491,7 @@ fn route_report(
     }
 }
 
-fn common_name(cert: &X509Ref) -> Option<String> {
-    cert.subject_name()
-        .entries_by_nid(Nid::COMMONNAME)
-        .next()
-        .and_then(|e| e.data().to_string().ok())
-}
+use crate::tls::certs::common_name;
 
 fn dns_names(cert: &X509Ref) -> Vec<String> {
     cert.subject_alt_names()
@@ -616,7 +614,9 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "    certificate {}  backend {}  client_auth {}",
-                    r.certificate, r.backend, r.client_auth
+                    r.certificate.as_deref().unwrap_or("none (plain HTTP)"),
+                    r.backend,
+                    r.client_auth
                 );
                 let _ = writeln!(
                     out,

@@ -106,8 +106,22 @@ pub async fn serve(
         }
     };
     let info = stream.info().clone();
+    if info.engine != crate::tls::Engine::Plain {
+        handshake_done(&info, name, started, &telemetry);
+    }
+    let mut stream: Stream = Box::new(stream);
+    while let Some(reused) = app.process_new(stream, &shutdown).await {
+        stream = reused;
+    }
+}
+
+/// Count and log a finished TLS handshake.
+fn handshake_done(info: &ConnInfo, name: &str, started: Instant, telemetry: &Telemetry) {
+    let m = &telemetry.metrics;
     let engine = info.engine.name();
     let route: &str = &info.route.name;
+    let peer = info.peer;
+    let local = info.local;
     m.handshakes
         .with_label_values(&[name, route, engine, info.version, &info.cipher, "success"])
         .inc();
@@ -119,10 +133,6 @@ pub async fn serve(
         cipher = %info.cipher, sni = info.sni.as_deref().unwrap_or("-"), ja4 = %info.ja4,
         client_cert = %info.identity.verify, "handshake done"
     );
-    let mut stream: Stream = Box::new(stream);
-    while let Some(reused) = app.process_new(stream, &shutdown).await {
-        stream = reused;
-    }
 }
 
 /// What was learned before a failure, for its log line.
@@ -164,6 +174,9 @@ async fn establish(
     seen.client = Some(peer);
     if !listener.access.admits(peer.ip()) {
         return Err(ConnError::Denied(peer.ip()));
+    }
+    if listener.plain {
+        return plain(tcp, early, peer, local, listener, limits, seen);
     }
     let (hello, bytes) = sniff::read_hello(&mut tcp, early).await?;
     let ja4 = fingerprint::ja4(&hello);
@@ -210,6 +223,49 @@ async fn establish(
         header_deadline: Default::default(),
     };
     Ok(ProxyStream::new(tls, info))
+}
+
+/// A `tls: plain` listener: route on addresses alone and hand the bytes (with whatever
+/// followed a PROXY header) straight to HTTP.
+fn plain(
+    tcp: TcpStream,
+    early: bytes::BytesMut,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: &ListenerRt,
+    limits: &Limits,
+    seen: &mut Seen,
+) -> Result<ProxyStream, ConnError> {
+    let route = listener
+        .route(&ConnFacts {
+            local: local.ip(),
+            source: peer.ip(),
+            sni: None,
+            hello: None,
+        })
+        .clone();
+    seen.route = Some(route.clone());
+    if !route.access.admits(peer.ip()) {
+        return Err(ConnError::Denied(peer.ip()));
+    }
+    let info = ConnInfo {
+        identity: crate::identity::ClientIdentity::none(),
+        listener: listener.name.clone(),
+        engine: crate::tls::Engine::Plain,
+        version: "plain",
+        cipher: String::new(),
+        sni: None,
+        ja4: String::new(),
+        route,
+        peer,
+        local,
+        limits: limits.clone(),
+        header_deadline: Default::default(),
+    };
+    Ok(ProxyStream::new(
+        crate::tls::TlsStream::Plain(Replay::new(early, tcp)),
+        info,
+    ))
 }
 
 /// Log once and count once a connection that ended before HTTP.

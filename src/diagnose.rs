@@ -58,6 +58,7 @@ pub fn explain(
     let allowed_versions: Vec<&str> = match engine {
         Engine::Legacy => p.legacy_versions().iter().map(|v| v.name()).collect(),
         Engine::Modern => p.modern_versions().iter().map(|v| v.name()).collect(),
+        Engine::Plain => Vec::new(),
     };
     match reason {
         Reason::NoSharedCipher => {
@@ -76,6 +77,7 @@ pub fn explain(
             let allows = match engine {
                 Engine::Legacy => format!("allows '{}'", p.ciphers),
                 Engine::Modern => "is served by rustls (TLS 1.3 and ECDHE AEAD suites only)".into(),
+                Engine::Plain => "speaks plain HTTP".into(),
             };
             let dh = if engine == Engine::Legacy && p.dh_bits == 0 {
                 " with DHE off (dh_bits: 0)"

@@ -19,6 +19,7 @@
 //! arguments and sets up logging ([`cli`]).
 
 pub mod accept;
+pub mod access_log;
 pub mod admin;
 pub mod check;
 pub mod cli;
@@ -29,6 +30,7 @@ pub mod diagnose;
 pub mod fingerprint;
 pub mod hello;
 pub mod identity;
+pub mod identity_headers;
 pub mod metrics;
 pub mod pki;
 pub mod proxy;

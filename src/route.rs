@@ -19,7 +19,8 @@ use crate::tls::ServerTls;
 pub struct RouteRt {
     /// The listener's name for its defaults, `listener/<route>` for a route.
     pub name: Arc<str>,
-    pub certificate: String,
+    /// `None` on plain-HTTP listeners.
+    pub certificate: Option<String>,
     pub profile: Profile,
     pub tls: Arc<ServerTls>,
     pub backend: Arc<Backend>,
@@ -28,19 +29,29 @@ pub struct RouteRt {
     pub identity: Arc<IdentityRt>,
     /// The route's own source allow/deny lists.
     pub access: Access,
+    /// The host name of the certificate the route presents (its CN up to any `/`): the Host
+    /// for requests without one, when there is no SNI.
+    pub server_name: Option<String>,
 }
 
-/// Identity header names and the MAC-in-path pattern, compiled once per snapshot.
+/// Identity header names and formats and the MAC-in-path pattern, compiled once per
+/// snapshot.
 #[derive(Debug)]
 pub struct IdentityRt {
     pub headers: IdentityHeaders,
     pub forward_chain: bool,
     pub mac_path: regex::Regex,
+    pub preset: crate::identity_headers::Preset,
+    pub dn_format: crate::identity_headers::DnFormat,
+    /// Extra client header names to strip (lower-case).
+    pub strip_request_headers: Vec<String>,
 }
 
 #[derive(Debug)]
 pub struct ListenerRt {
     pub name: Arc<str>,
+    /// `tls: plain`: no ClientHello to sniff, HTTP from the first byte.
+    pub plain: bool,
     pub routes: Vec<(RouteMatch, Arc<RouteRt>)>,
     pub default: Arc<RouteRt>,
     pub handshake_timeout: Duration,

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::accept::ConnLimits;
+use crate::access_log::AccessLog;
 use crate::metrics::Telemetry;
 use crate::snapshot::Snapshot;
 use crate::{accept, admin, proxy, tls};
@@ -32,6 +33,18 @@ pub struct BindError {
     pub addr: SocketAddr,
     pub what: String,
     pub source: std::io::Error,
+}
+
+/// Why the process could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot open access_log.target {target}: {source}")]
+    AccessLog {
+        target: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +76,7 @@ struct Inner {
     snapshot: Arc<ArcSwap<Snapshot>>,
     app: Arc<proxy::ProxyApp>,
     telemetry: Arc<Telemetry>,
+    access_log: AccessLog,
     limits: Arc<ConnLimits>,
     /// (listener, configured address) -> socket. Reloads serialise on this lock.
     sockets: Mutex<Vec<((String, SocketAddr), Socket)>>,
@@ -79,7 +93,7 @@ fn record_certificates(m: &crate::metrics::Metrics, snapshot: &Snapshot) {
 
 /// Bind everything in the snapshot and start serving. Either every address binds or nothing
 /// is left listening.
-pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
+pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
     let caps = tls::legacy::init();
     info!(
         openssl = openssl::version::version(),
@@ -113,10 +127,16 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
         None => None,
     };
 
+    let log_cfg = &snapshot.config.access_log;
+    let access_log = AccessLog::start(log_cfg).map_err(|source| StartError::AccessLog {
+        target: log_cfg.target.to_string(),
+        source,
+    })?;
+
     let (shutdown, watch) = watch::channel(false);
     let admin_stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let app = proxy::app(telemetry.clone());
+    let app = proxy::app(telemetry.clone(), access_log.clone());
     let config_file = snapshot.config.file.clone();
     let admin = match admin_socket {
         Some(tcp) => {
@@ -144,6 +164,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, BindError> {
         snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
         app,
         telemetry,
+        access_log,
         limits: Arc::new(ConnLimits::default()),
         sockets: Mutex::new(Vec::new()),
     });
@@ -214,8 +235,12 @@ impl Inner {
                 fresh.push((key.clone(), bind(key.1, what)?));
             }
         }
-        if next.config.admin != self.snapshot.load().config.admin {
+        let current = self.snapshot.load();
+        if next.config.admin != current.config.admin {
             warn!("admin.listen changed; it takes effect on restart");
+        }
+        if next.config.access_log != current.config.access_log {
+            warn!("access_log changed; it takes effect on restart");
         }
         record_certificates(&self.telemetry.metrics, &next);
         self.snapshot.store(Arc::new(next));
@@ -296,7 +321,13 @@ impl Running {
             warn!(?grace, "shutdown grace ran out with connections still open");
         }
         inner.admin_stop.cancel();
+        inner.access_log.flush_blocking(Duration::from_secs(2));
         done
+    }
+
+    /// The access log (for SIGUSR1 reopening and tests).
+    pub fn access_log(&self) -> &AccessLog {
+        &self.inner.access_log
     }
 
     /// Poll the config and every file it references; reload when they change (debounced:
@@ -364,6 +395,9 @@ pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
     raise_descriptor_limit(snapshot.config.limits.max_connections);
     let running = start(snapshot).await?;
     running.spawn_watcher();
+    tokio::spawn(crate::access_log::reopen_on_sigusr1(
+        running.access_log().clone(),
+    ));
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     loop {

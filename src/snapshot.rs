@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{ClientAuth, Config, ConfigError, Target};
+use crate::config::{ClientAuth, Config, ConfigError, EngineKind, Target};
 use crate::route::{IdentityRt, ListenerRt, RouteRt};
 use crate::tls::certs::LoadedCert;
 use crate::tls::client_auth::ClientVerifier;
@@ -25,7 +25,7 @@ struct Builder<'a> {
     config: &'a Config,
     certificates: BTreeMap<String, Arc<LoadedCert>>,
     verifiers: HashMap<ClientAuth, Option<Arc<ClientVerifier>>>,
-    contexts: HashMap<(String, String, ClientAuth), Arc<ServerTls>>,
+    contexts: HashMap<(Option<String>, String, ClientAuth), Arc<ServerTls>>,
     identity: Arc<IdentityRt>,
 }
 
@@ -58,22 +58,29 @@ impl Builder<'_> {
         let tls = match self.contexts.get(&ctx_key) {
             Some(tls) => tls.clone(),
             None => {
-                let client = self.verifier(key, &t.client_auth)?;
-                let (Some(cert), Some(profile)) = (
-                    self.certificates.get(&t.certificate),
-                    self.config.profiles.get(&t.profile),
-                ) else {
-                    return Err(self.err(key, "unresolved certificate or profile name"));
+                let Some(profile) = self.config.profiles.get(&t.profile) else {
+                    return Err(self.err(key, "unresolved TLS profile name"));
                 };
-                let tls = ServerTls::build(cert, profile, client).map_err(|e| {
-                    self.err(
-                        key,
-                        format!(
-                            "certificate '{}' with TLS profile '{}': {e}",
-                            t.certificate, t.profile
-                        ),
-                    )
-                })?;
+                let tls = match &t.certificate {
+                    // Plain HTTP: no certificate, no client verification.
+                    None if profile.engine == EngineKind::Plain => ServerTls::plain(),
+                    None => return Err(self.err(key, "a TLS listener needs a certificate")),
+                    Some(cert_name) => {
+                        let client = self.verifier(key, &t.client_auth)?;
+                        let Some(cert) = self.certificates.get(cert_name) else {
+                            return Err(self.err(key, "unresolved certificate name"));
+                        };
+                        ServerTls::build(cert, profile, client).map_err(|e| {
+                            self.err(
+                                key,
+                                format!(
+                                    "certificate '{cert_name}' with TLS profile '{}': {e}",
+                                    t.profile
+                                ),
+                            )
+                        })?
+                    }
+                };
                 let tls = Arc::new(tls);
                 self.contexts.insert(ctx_key, tls.clone());
                 tls
@@ -93,6 +100,14 @@ impl Builder<'_> {
             require_mac_match: t.require_mac_match,
             identity: self.identity.clone(),
             access: t.access.clone(),
+            server_name: t
+                .certificate
+                .as_ref()
+                .and_then(|c| self.certificates.get(c))
+                .and_then(|c| c.chain.first())
+                .and_then(|leaf| crate::tls::certs::common_name(leaf))
+                .and_then(|cn| cn.split('/').next().map(str::to_string))
+                .filter(|name| !name.is_empty()),
         }))
     }
 }
@@ -117,6 +132,9 @@ impl Snapshot {
                 headers: config.identity.headers.clone(),
                 forward_chain: config.identity.forward_chain,
                 mac_path,
+                preset: config.identity.preset,
+                dn_format: config.identity.dn_format,
+                strip_request_headers: config.identity.strip_request_headers.clone(),
             }),
         };
         let mut listeners = HashMap::new();
@@ -132,6 +150,7 @@ impl Snapshot {
                 l.name.clone(),
                 Arc::new(ListenerRt {
                     name: Arc::from(l.name.as_str()),
+                    plain: l.plain,
                     routes,
                     default,
                     handshake_timeout: l.handshake_timeout,

@@ -414,7 +414,7 @@ async fn require_mac_match_blocks_other_devices_profiles() {
     logs()
         .wait_for(&[
             "require_mac_match",
-            "path_mac=000e08000001",
+            "target_macs=000e08000001",
             "cert_mac=\"000e08abcdef\"",
         ])
         .await;

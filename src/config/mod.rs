@@ -111,6 +111,8 @@ pub enum EngineKind {
     Modern,
     /// Per connection: rustls when the ClientHello and the key allow it, else OpenSSL.
     Auto,
+    /// No TLS: the listener speaks HTTP (`tls: plain`; firmware and encrypted profiles).
+    Plain,
 }
 
 impl EngineKind {
@@ -119,6 +121,7 @@ impl EngineKind {
             EngineKind::Legacy => "legacy",
             EngineKind::Modern => "modern",
             EngineKind::Auto => "auto",
+            EngineKind::Plain => "plain",
         }
     }
 }
@@ -136,6 +139,9 @@ pub const MAX_LEGACY_DH_BITS: u32 = 1024;
 /// Fixed DH group sizes a profile may name (0 = no DHE). 2048 is there for operators whose
 /// devices on a route all cope with it; `check` warns about anything above 1024.
 pub const DH_GROUP_BITS: [u32; 3] = [0, 1024, 2048];
+
+/// The profile name that turns TLS off on a listener.
+pub const PLAIN: &str = "plain";
 
 /// A resolved TLS profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +164,7 @@ impl Profile {
             "legacy" => (EngineKind::Legacy, &[Tls10, Tls11, Tls12]),
             "modern" => (EngineKind::Modern, &[Tls12, Tls13]),
             "auto" => (EngineKind::Auto, &[Tls10, Tls11, Tls12, Tls13]),
+            PLAIN => (EngineKind::Plain, &[]),
             _ => return None,
         };
         Some(Profile {
@@ -198,6 +205,9 @@ pub struct Backend {
     pub address: SocketAddr,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Host header for requests that carry none (HTTP/1.0); `None`: the SNI, else the CN of
+    /// the certificate the route presented, else the backend address.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,7 +285,8 @@ impl ClientAuth {
 /// Certificate, profile, backend and device checks for a connection (names into [`Config`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    pub certificate: String,
+    /// `None` on plain-HTTP listeners.
+    pub certificate: Option<String>,
     pub profile: String,
     pub backend: String,
     pub client_auth: ClientAuth,
@@ -332,6 +343,10 @@ pub struct Identity {
     pub headers: IdentityHeaders,
     pub forward_chain: bool,
     pub mac_path_pattern: String,
+    pub preset: crate::identity_headers::Preset,
+    pub dn_format: crate::identity_headers::DnFormat,
+    /// Operator-named client headers to remove (lower-case), beyond the built-in families.
+    pub strip_request_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +361,8 @@ pub struct Route {
 pub struct Listener {
     pub name: String,
     pub bind: Vec<SocketAddr>,
+    /// `tls: plain`: HTTP without TLS; routes match on local and source address only.
+    pub plain: bool,
     pub defaults: Target,
     pub routes: Vec<Route>,
     pub handshake_timeout: Duration,
@@ -423,6 +440,7 @@ pub struct Config {
     pub identity: Identity,
     pub limits: Limits,
     pub reload: Reload,
+    pub access_log: crate::access_log::AccessLogConfig,
 }
 
 impl Config {
@@ -482,6 +500,15 @@ impl Validator<'_> {
                         &format!("{key}.read_timeout"),
                         b.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT),
                     )?,
+                    host: match b.host {
+                        Some(h) if h.is_empty() || http::HeaderValue::from_str(&h).is_err() => {
+                            return Err(self.err(
+                                format!("{key}.host"),
+                                format!("{h:?} is not a valid Host header value"),
+                            ))
+                        }
+                        h => h,
+                    },
                 },
             );
         }
@@ -524,6 +551,7 @@ impl Validator<'_> {
             identity,
             limits,
             reload,
+            access_log: raw.access_log.unwrap_or_default(),
         };
 
         if raw.listeners.is_empty() {
@@ -565,7 +593,13 @@ impl Validator<'_> {
         &self,
         raw: &BTreeMap<String, RawProfile>,
     ) -> Result<BTreeMap<String, Profile>, ConfigError> {
-        let mut out: BTreeMap<String, Profile> = ["legacy", "modern", "auto"]
+        if raw.contains_key(PLAIN) {
+            return Err(self.err(
+                format!("tls_profiles.{PLAIN}"),
+                "'plain' is reserved (tls: plain means HTTP without TLS); pick another name",
+            ));
+        }
+        let mut out: BTreeMap<String, Profile> = ["legacy", "modern", "auto", PLAIN]
             .into_iter()
             .filter_map(Profile::builtin)
             .map(|p| (p.name.clone(), p))
@@ -599,6 +633,12 @@ impl Validator<'_> {
         }
         seen.push(name.to_string());
         let base_name = rp.base.as_deref().unwrap_or("legacy");
+        if base_name == PLAIN {
+            return Err(self.err(
+                format!("{key}.base"),
+                "plain is not a TLS profile to build on; write tls: plain on the listener",
+            ));
+        }
         let mut p = if raw.contains_key(base_name) {
             self.resolve_profile(base_name, raw, seen)?
         } else {
@@ -667,7 +707,7 @@ impl Validator<'_> {
                     ));
                 }
             }
-            EngineKind::Auto => {}
+            EngineKind::Auto | EngineKind::Plain => {}
         }
         if p.dh_group == DhGroup::Rfc5114 && p.dh_bits != MAX_LEGACY_DH_BITS {
             return Err(self.err(
@@ -701,12 +741,24 @@ impl Validator<'_> {
             .enumerate()
             .map(|(j, b)| self.socket_addr(&format!("{key}.bind[{j}]"), b))
             .collect::<Result<Vec<_>, _>>()?;
+        let plain = l.tls.as_deref() == Some(PLAIN);
+        if plain {
+            self.check_plain(key, &l)?;
+        }
         let defaults = Target {
-            certificate: self.certificate_ref(
-                &format!("{key}.certificate"),
-                &l.certificate,
-                cfg,
-            )?,
+            certificate: match (&l.certificate, plain) {
+                (_, true) => None,
+                (Some(c), false) => {
+                    Some(self.certificate_ref(&format!("{key}.certificate"), c, cfg)?)
+                }
+                (None, false) => {
+                    return Err(self.err(
+                        format!("{key}.certificate"),
+                        "is required: the server certificate this listener presents \
+                         (or tls: plain for HTTP without TLS)",
+                    ))
+                }
+            },
             profile: self.profile_ref(&format!("{key}.tls"), l.tls.as_deref(), cfg)?,
             backend: self.backend_ref(&format!("{key}.backend"), &l.backend, cfg)?,
             client_auth: match l.client_auth {
@@ -725,6 +777,7 @@ impl Validator<'_> {
         Ok(Listener {
             name: l.name,
             bind,
+            plain,
             defaults,
             routes,
             handshake_timeout: self.positive(
@@ -754,6 +807,43 @@ impl Validator<'_> {
                 deny: self.cidrs(&format!("{key}.deny"), &l.deny)?,
             },
         })
+    }
+
+    /// A `tls: plain` listener has no certificate, client auth, or TLS-only route matches.
+    fn check_plain(&self, key: &str, l: &RawListener) -> Result<(), ConfigError> {
+        let no_tls = "a plain listener (tls: plain) serves HTTP without TLS";
+        if l.certificate.is_some() {
+            return Err(self.err(
+                format!("{key}.certificate"),
+                format!("{no_tls}; remove the certificate"),
+            ));
+        }
+        if l.client_auth
+            .as_ref()
+            .is_some_and(|c| c.mode != ClientAuthMode::Off)
+        {
+            return Err(self.err(
+                format!("{key}.client_auth"),
+                format!("{no_tls}, so there is no client certificate to verify"),
+            ));
+        }
+        for (j, r) in l.routes.iter().enumerate() {
+            let rk = format!("{key}.routes[{j}]");
+            let tls_only = [
+                ("match.sni", !r.matches.sni.is_empty()),
+                ("match.client_hello", r.matches.client_hello.is_some()),
+                ("certificate", r.certificate.is_some()),
+                ("tls", r.tls.is_some()),
+                ("client_auth", r.client_auth.is_some()),
+            ];
+            if let Some((field, _)) = tls_only.iter().find(|(_, set)| *set) {
+                return Err(self.err(
+                    format!("{rk}.{field}"),
+                    format!("{no_tls}; routes match on local and source addresses only"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn limits(&self, raw: raw::RawLimits) -> Result<Limits, ConfigError> {
@@ -819,10 +909,17 @@ impl Validator<'_> {
         };
         let target = Target {
             certificate: match &r.certificate {
-                Some(c) => self.certificate_ref(&format!("{key}.certificate"), c, cfg)?,
+                Some(c) => Some(self.certificate_ref(&format!("{key}.certificate"), c, cfg)?),
                 None => defaults.certificate.clone(),
             },
-            profile: match &r.tls {
+            profile: match r.tls.as_deref() {
+                Some(PLAIN) => {
+                    return Err(self.err(
+                        format!("{key}.tls"),
+                        "a route cannot turn TLS off; put plain HTTP on its own listener \
+                         (tls: plain)",
+                    ))
+                }
                 Some(t) => self.profile_ref(&format!("{key}.tls"), Some(t), cfg)?,
                 None => defaults.profile.clone(),
             },
@@ -918,10 +1015,23 @@ impl Validator<'_> {
             }
             Err(e) => return Err(self.err("identity.mac_path_pattern", e)),
         }
+        let mut strip_request_headers = Vec::new();
+        for (i, n) in raw.strip_request_headers.iter().enumerate() {
+            if http::HeaderName::from_bytes(n.as_bytes()).is_err() {
+                return Err(self.err(
+                    format!("identity.strip_request_headers[{i}]"),
+                    format!("'{n}' is not a valid HTTP header name"),
+                ));
+            }
+            strip_request_headers.push(n.to_ascii_lowercase());
+        }
         Ok(Identity {
             headers,
             forward_chain: raw.forward_chain.unwrap_or(false),
             mac_path_pattern: pattern,
+            preset: raw.preset.unwrap_or_default(),
+            dn_format: raw.dn_format.unwrap_or_default(),
+            strip_request_headers,
         })
     }
 
@@ -1230,7 +1340,7 @@ listeners:
         .unwrap();
         let r = &c.listeners[0].routes[0];
         assert_eq!(r.name, "l/routes[0]");
-        assert_eq!(r.target.certificate, "c");
+        assert_eq!(r.target.certificate.as_deref(), Some("c"));
         assert_eq!(r.target.profile, "modern");
         assert_eq!(
             r.matches.local,

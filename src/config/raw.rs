@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub limits: Option<RawLimits>,
     #[serde(default)]
     pub reload: Option<RawReload>,
+    /// One line per request (see [`crate::access_log`]).
+    #[serde(default)]
+    pub access_log: Option<crate::access_log::AccessLogConfig>,
 }
 
 /// Process-wide resource limits.
@@ -120,6 +123,14 @@ pub struct RawIdentity {
     /// Regex whose first capture group is the MAC in a request path.
     #[serde(default)]
     pub mac_path_pattern: Option<String>,
+    /// Which ecosystem's header names and value formats to emit.
+    #[serde(default)]
+    pub preset: Option<crate::identity_headers::Preset>,
+    #[serde(default)]
+    pub dn_format: Option<crate::identity_headers::DnFormat>,
+    /// More client-sent header names to remove, beyond the built-in families.
+    #[serde(default)]
+    pub strip_request_headers: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +164,9 @@ pub struct RawBackend {
     pub connect_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub read_timeout: Option<Duration>,
+    /// Host header for requests that carry none (HTTP/1.0).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +207,10 @@ pub enum DhGroup {
 pub struct RawListener {
     pub name: String,
     pub bind: Vec<String>,
-    pub certificate: String,
+    /// Required unless `tls: plain`.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// A TLS profile name, or `plain` for HTTP without TLS.
     #[serde(default)]
     pub tls: Option<String>,
     pub backend: String,

@@ -1,39 +1,45 @@
 //! The HTTP phase: pingora's `http_proxy()` serves our decrypted [`ProxyStream`]s and forwards
 //! each request to the route's backend over plain HTTP/1.1 with keep-alive.
+//!
+//! This file holds only the pingora hooks, in the order pingora calls them; the policy lives
+//! beside it: [`headers`] (what the backend receives), [`mac_match`] (`require_mac_match`),
+//! [`limits`] (request limits), [`respond`] (provgate's own error responses).
+//!
+//! HTTP semantics are pingora's (RFC 9112): keep-alive is what the client asked for
+//! (HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`), and a
+//! request with both Transfer-Encoding and Content-Length closes its connection after the
+//! response. provgate adds: pipelined requests are answered in order, an HTTP/1.0 client
+//! never receives chunked encoding, and a request without Host gets one for the backend.
 
+pub mod headers;
+pub mod limits;
+pub mod mac_match;
+pub mod respond;
 pub mod stream;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
+use http::Version;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
-use pingora_http::RequestHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 
 pub use stream::{ConnInfo, ProxyStream};
 
-use crate::identity::{self, ClientIdentity, Verify};
+use crate::access_log::{AccessLog, Entry};
+use crate::identity::{self, Verify};
 use crate::metrics::{self, Telemetry};
-use crate::route::IdentityRt;
 
-/// Headers provgate owns: any copy the client sends is dropped before forwarding.
-pub const FORWARDING_HEADERS: [&str; 6] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-host",
-    "x-real-ip",
-    "forwarded",
-];
-
-/// The [`ProxyHttp`] implementation. Everything per connection comes from the stream's
-/// [`ConnInfo`]; what it holds is process-wide (metrics, fingerprints).
+/// provgate's HTTP behaviour, as pingora hooks. Everything per connection comes from the
+/// stream's [`ConnInfo`]; what it holds is process-wide (metrics, fingerprints, access log).
 #[derive(Debug)]
-pub struct Provgate {
+pub struct ProvisioningProxy {
     telemetry: Arc<Telemetry>,
+    access_log: AccessLog,
 }
 
 /// Per-request context.
@@ -41,17 +47,24 @@ pub struct Provgate {
 pub struct RequestCtx {
     conn: Option<Arc<ConnInfo>>,
     started: Instant,
+    started_at: SystemTime,
     upstream_started: Option<Instant>,
     body_bytes: u64,
 }
 
-pub type ProxyApp = HttpProxy<Provgate>;
+pub type ProxyApp = HttpProxy<ProvisioningProxy>;
 
 /// The process-wide pingora application; its upstream connection pool is shared by all
 /// listeners.
-pub fn app(telemetry: Arc<Telemetry>) -> Arc<ProxyApp> {
+pub fn app(telemetry: Arc<Telemetry>, access_log: AccessLog) -> Arc<ProxyApp> {
     let conf = Arc::new(ServerConf::default());
-    Arc::new(pingora_proxy::http_proxy(&conf, Provgate { telemetry }))
+    Arc::new(pingora_proxy::http_proxy(
+        &conf,
+        ProvisioningProxy {
+            telemetry,
+            access_log,
+        },
+    ))
 }
 
 fn conn_info(session: &Session) -> Option<Arc<ConnInfo>> {
@@ -69,13 +82,14 @@ fn missing_info() -> Box<Error> {
 }
 
 #[async_trait]
-impl ProxyHttp for Provgate {
+impl ProxyHttp for ProvisioningProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
             conn: None,
             started: Instant::now(),
+            started_at: SystemTime::now(),
             upstream_started: None,
             body_bytes: 0,
         }
@@ -85,44 +99,66 @@ impl ProxyHttp for Provgate {
         ctx.conn = conn_info(session);
         if let Some(conn) = &ctx.conn {
             conn.disarm_header_deadline();
-            session.set_keepalive(Some(conn.limits.keepalive_timeout.as_secs().max(1)));
+            // pingora has decided whether this connection stays open (RFC 9112 §9.3); only
+            // the idle timeout is ours.
+            if session.get_keepalive().is_some() {
+                session.set_keepalive(Some(conn.limits.keepalive_timeout.as_secs().max(1)));
+            }
+            session.set_pipelining_enabled(true);
         }
         Ok(())
     }
 
-    /// `require_mac_match`: a path naming a MAC other than the verified certificate's is
-    /// answered 403 here; the backend never sees it.
+    /// Request limits, then `require_mac_match`: a target naming a MAC other than the verified
+    /// certificate's is answered 403 here, an ambiguous one 400; the backend never sees either.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
-        if let Some(status) = over_limits(session.req_header(), &conn.limits) {
+        let conn = ctx.conn.clone().ok_or_else(missing_info)?;
+        if let Some(status) = limits::over_limits(session.req_header(), &conn.limits) {
             tracing::warn!(
                 listener = %conn.listener, peer = %conn.peer, status,
                 "request refused: over the configured request limits"
             );
-            session.respond_error(status).await?;
+            respond::error(session, status, &respond::explain(status, "")).await?;
             return Ok(true);
         }
         if !conn.route.require_mac_match {
-            return Ok(false);
+            return continue_if_expected(session).await;
         }
-        let path = session.req_header().uri.path().to_string();
-        let Some(wanted) = mac_in_path(&conn.route.identity.mac_path, &path) else {
-            return Ok(false);
+        let target = session.req_header().raw_path();
+        let wanted = match mac_match::target_macs(target, Some(&conn.route.identity.mac_path)) {
+            Ok(macs) if macs.is_empty() => return continue_if_expected(session).await,
+            Ok(macs) => macs,
+            Err(ambiguous) => {
+                tracing::warn!(
+                    listener = %conn.listener, route = %conn.route.name, peer = %conn.peer,
+                    target = %target.escape_ascii(), reason = ambiguous.label(),
+                    "refused: ambiguous request-target on a require_mac_match route"
+                );
+                let why = format!(
+                    "{ambiguous}; this route checks the device's MAC and refuses targets \
+                     whose decoding is ambiguous"
+                );
+                respond::error(session, 400, &why).await?;
+                return Ok(true);
+            }
         };
         let cert_mac = match (&conn.identity.verify, conn.identity.leaf()) {
             (Verify::Success, Some(leaf)) => identity::device(leaf).mac,
             _ => None,
         };
-        if cert_mac.as_deref() == Some(wanted.as_str()) {
-            return Ok(false);
+        if wanted.iter().all(|m| Some(m) == cert_mac.as_ref()) {
+            return continue_if_expected(session).await;
         }
         tracing::warn!(
-            listener = %conn.listener, route = %conn.route.name, peer = %conn.peer, %path,
-            path_mac = %wanted, cert_mac = cert_mac.as_deref().unwrap_or("-"),
-            client_cert = %conn.identity.verify,
-            "refused: the path's MAC is not the client certificate's (require_mac_match)"
+            listener = %conn.listener, route = %conn.route.name, peer = %conn.peer,
+            target = %target.escape_ascii(), target_macs = %wanted.join(","),
+            cert_mac = cert_mac.as_deref().unwrap_or("-"), client_cert = %conn.identity.verify,
+            "refused: the request names a MAC that is not the client certificate's \
+             (require_mac_match)"
         );
-        session.respond_error(403).await?;
+        let why = "the request names a MAC address other than the one in this device's \
+                   verified client certificate";
+        respond::error(session, 403, why).await?;
         Ok(true)
     }
 
@@ -149,20 +185,25 @@ impl ProxyHttp for Provgate {
     ) -> Result<()> {
         ctx.upstream_started = Some(Instant::now());
         let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
-        for name in FORWARDING_HEADERS {
-            upstream.remove_header(name);
-        }
-        let client_ip = conn.peer.ip().to_canonical().to_string();
-        upstream.insert_header("X-Forwarded-For", &client_ip)?;
-        upstream.insert_header("X-Real-IP", &client_ip)?;
-        upstream.insert_header("X-Forwarded-Proto", "https")?;
-        upstream.insert_header("X-Forwarded-Port", conn.local.port().to_string())?;
-        let names = &conn.route.identity.headers;
-        for name in names.all() {
-            upstream.remove_header(name);
-        }
-        for (name, value) in identity_headers(&conn.identity, &conn.route.identity) {
-            upstream.insert_header(name.to_string(), value)?;
+        headers::strip_spoofable(upstream, conn);
+        headers::set_forwarding(upstream, conn)
+    }
+
+    /// An HTTP/1.0 client cannot decode chunked encoding: send the body close-delimited (the
+    /// connection ends with it) when the backend gave no length.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if session.req_header().version == Version::HTTP_10
+            && response
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            response.remove_header(&http::header::TRANSFER_ENCODING);
+            session.set_keepalive(None);
         }
         Ok(())
     }
@@ -171,16 +212,18 @@ impl ProxyHttp for Provgate {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let code = status_for(e);
-        if code > 0 {
-            if let Err(err) = session.respond_error(code).await {
+        let code = respond::status_for(e);
+        if let Some(code) = code {
+            let backend = ctx.conn.as_ref().map_or("", |c| &*c.route.backend.name);
+            if let Err(err) = respond::error(session, code, &respond::explain(code, backend)).await
+            {
                 tracing::debug!(error = %err, "could not send the error response");
             }
         }
         FailToProxy {
-            error_code: code,
+            error_code: code.unwrap_or(0),
             can_reuse_downstream: false,
         }
     }
@@ -204,41 +247,50 @@ impl ProxyHttp for Provgate {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        if let Some(conn) = &ctx.conn {
-            // The next request on this connection gets the idle time plus the header time.
-            conn.arm_header_deadline(conn.limits.keepalive_timeout + conn.limits.header_timeout);
-        }
+        let Some(conn) = ctx.conn.clone() else {
+            return;
+        };
+        // The next request on this connection gets the idle time plus the header time.
+        conn.arm_header_deadline(conn.limits.keepalive_timeout + conn.limits.header_timeout);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let req = session.req_header();
-        let (listener, route, peer) = match &ctx.conn {
-            Some(c) => (
-                c.listener.to_string(),
-                c.route.name.to_string(),
-                c.peer.to_string(),
-            ),
-            None => Default::default(),
-        };
-        let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-        if let Some(conn) = &ctx.conn {
-            self.observe(conn, req, status, e, ctx.upstream_started);
+        self.observe(&conn, session.req_header(), status, e, ctx.upstream_started);
+        if self.access_log.enabled() {
+            self.access_log(session, &conn, status, ctx);
         }
-        match e {
-            None => tracing::info!(
-                %listener, %route, %peer, method = %req.method, path = %req.uri.path(),
-                status, elapsed_ms, "request"
-            ),
-            Some(err) => tracing::warn!(
-                %listener, %route, %peer, method = %req.method, path = %req.uri.path(),
-                status, elapsed_ms, error = %err, "request failed"
-            ),
+        if let Some(err) = e {
+            let req = session.req_header();
+            tracing::warn!(
+                listener = %conn.listener, route = %conn.route.name, peer = %conn.peer,
+                method = %req.method, target = %req.raw_path().escape_ascii(), status,
+                elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0, error = %err,
+                "request failed"
+            );
         }
     }
 }
 
-impl Provgate {
+/// `Expect: 100-continue` is answered here, once the request passed every check (as nginx
+/// and Apache do as proxies), and not forwarded: the client sends its body now, and a refused
+/// request never sends it at all.
+async fn continue_if_expected(session: &mut Session) -> Result<bool> {
+    let expects = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects && session.req_header().version == Version::HTTP_11 {
+        session
+            .req_header_mut()
+            .remove_header(&http::header::EXPECT);
+        session.write_continue_response().await?;
+    }
+    Ok(false)
+}
+
+impl ProvisioningProxy {
     /// Count a finished request: status class, backend latency and errors, the device family.
     fn observe(
         &self,
@@ -260,7 +312,7 @@ impl Provgate {
         if let Some(t) = upstream_started {
             match e {
                 Some(err) if err.esource() == &ErrorSource::Upstream => {
-                    let kind = if status_for(err) == 504 {
+                    let kind = if respond::status_for(err) == Some(504) {
                         "timeout"
                     } else {
                         "unreachable"
@@ -279,42 +331,57 @@ impl Provgate {
             self.telemetry.fingerprints.user_agent(&conn.ja4, ua);
         }
     }
-}
 
-/// 431 for too many or too large headers, 413 for a declared body over the limit.
-pub fn over_limits(req: &RequestHeader, limits: &crate::config::Limits) -> Option<u16> {
-    let headers = &req.headers;
-    let header_bytes: usize = headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + req.uri.to_string().len();
-    if headers.len() > limits.max_request_headers || header_bytes > limits.max_request_header_bytes
-    {
-        return Some(431);
+    /// One access-log line for a finished request.
+    fn access_log(&self, session: &Session, conn: &ConnInfo, status: u16, ctx: &RequestCtx) {
+        let req = session.req_header();
+        let header = |name: http::header::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
+        let device = match (&conn.identity.verify, conn.identity.leaf()) {
+            (Verify::Success, Some(leaf)) => identity::device(leaf),
+            _ => identity::Device::default(),
+        };
+        let verify = conn.identity.verify.to_string();
+        self.access_log.log(&Entry {
+            time: ctx.started_at,
+            client: conn.peer,
+            local: conn.local,
+            listener: &conn.listener,
+            route: &conn.route.name,
+            method: req.method.as_str(),
+            target: req.raw_path(),
+            version: match req.version {
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_09 => "HTTP/0.9",
+                _ => "HTTP/1.1",
+            },
+            status,
+            bytes_in: session.body_bytes_read() as u64,
+            bytes_out: session.body_bytes_sent() as u64,
+            duration: ctx.started.elapsed(),
+            user_agent: header(http::header::USER_AGENT),
+            referer: header(http::header::REFERER),
+            host: header(http::header::HOST),
+            sni: conn.sni.as_deref(),
+            tls_version: conn.version,
+            cipher: &conn.cipher,
+            ja4: &conn.ja4,
+            verify: &verify,
+            mac: device.mac.as_deref(),
+            serial: device.serial.as_deref(),
+            product: device.product.as_deref(),
+        });
     }
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limits.max_request_body_bytes => Some(413),
-        _ => None,
-    }
 }
 
-/// The MAC (lower-case) a request path names, by the configured pattern's first group.
-pub fn mac_in_path(pattern: &regex::Regex, path: &str) -> Option<String> {
-    pattern
-        .captures(path)
-        .and_then(|c| c.get(1))
-        .and_then(|m| identity::normalize_mac(m.as_str()))
-}
-
+// Kept while identity_headers.rs's comparison test still uses it; removed with it.
+#[doc(hidden)]
 /// The identity headers for a connection. The verification result is always sent; the
 /// certificate's facts whenever one was presented (so a failure can be diagnosed); the device
 /// fields only when it verified, so a backend never acts on an unverified MAC.
-pub fn identity_headers<'a>(id: &ClientIdentity, rt: &'a IdentityRt) -> Vec<(&'a str, String)> {
+pub fn identity_headers<'a>(
+    id: &crate::identity::ClientIdentity,
+    rt: &'a crate::route::IdentityRt,
+) -> Vec<(&'a str, String)> {
     let h = &rt.headers;
     let mut out = vec![(h.verify.as_str(), id.verify.to_string())];
     let Some(leaf) = id.leaf() else {
@@ -358,25 +425,4 @@ pub fn identity_headers<'a>(id: &ClientIdentity, rt: &'a IdentityRt) -> Vec<(&'a
             (n, clean)
         })
         .collect()
-}
-
-/// Status for a request that could not be proxied: 504 when the backend was too slow
-/// (connect or read timeout), 502 when it could not be reached or answered badly.
-pub fn status_for(e: &Error) -> u16 {
-    match e.etype() {
-        ErrorType::HTTPStatus(code) => *code,
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
-            if e.esource() == &ErrorSource::Upstream =>
-        {
-            504
-        }
-        _ => match e.esource() {
-            ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
-                _ => 400,
-            },
-            ErrorSource::Internal | ErrorSource::Unset => 500,
-        },
-    }
 }

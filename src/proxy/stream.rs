@@ -73,6 +73,25 @@ const WRITE_COALESCE: usize = 16 * 1024;
 /// A write buffer larger than this is freed after a flush, so idle connections stay small.
 const WRITE_KEEP: usize = 4 * 1024;
 
+/// The header line pingora's own stock responses carry (its 400 for an unparsable request).
+const FRAMEWORK_SERVER: &[u8] = b"\r\nServer: Pingora\r\n";
+
+/// A response head written in one piece that carries pingora's `Server` line, without that
+/// line: provgate's responses never name another product. Every other write: `None`.
+fn without_framework_server_header(buf: &[u8]) -> Option<Vec<u8>> {
+    if !buf.starts_with(b"HTTP/1.") {
+        return None;
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let at = buf[..head_end + 2]
+        .windows(FRAMEWORK_SERVER.len())
+        .position(|w| w == FRAMEWORK_SERVER)?;
+    let mut out = Vec::with_capacity(buf.len());
+    out.extend_from_slice(&buf[..at + 2]);
+    out.extend_from_slice(&buf[at + FRAMEWORK_SERVER.len()..]);
+    Some(out)
+}
+
 /// A TLS connection (either engine) plus its [`ConnInfo`].
 ///
 /// Writes are gathered until pingora flushes, as pingora's own (buffered) streams do: a
@@ -169,6 +188,11 @@ impl AsyncWrite for ProxyStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(head) = without_framework_server_header(buf) {
+            ready!(this.poll_drain(cx))?;
+            this.pending.extend_from_slice(&head);
+            return Poll::Ready(Ok(buf.len()));
+        }
         if this.pending.len() + buf.len() > WRITE_COALESCE {
             ready!(this.poll_drain(cx))?;
             if buf.len() >= WRITE_COALESCE {
@@ -230,3 +254,24 @@ impl GetSocketDigest for ProxyStream {
 
 #[async_trait]
 impl Peek for ProxyStream {}
+
+#[cfg(test)]
+mod tests {
+    use super::without_framework_server_header as strip;
+
+    #[test]
+    fn pingoras_server_line_is_removed_from_response_heads_only() {
+        let head = b"HTTP/1.1 400 Bad Request\r\nServer: Pingora\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            strip(head).as_deref(),
+            Some(&b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"[..])
+        );
+        assert_eq!(strip(b"HTTP/1.1 200 OK\r\nServer: nginx\r\n\r\n"), None);
+        // In a body, after the head, it is data.
+        assert_eq!(
+            strip(b"HTTP/1.1 200 OK\r\n\r\nx\r\nServer: Pingora\r\n"),
+            None
+        );
+        assert_eq!(strip(b"body bytes\r\nServer: Pingora\r\n\r\n"), None);
+    }
+}

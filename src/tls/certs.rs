@@ -197,6 +197,14 @@ fn inspect(leaf: &X509, key: &PKey<Private>, chain_len: usize) -> CertInfo {
 }
 
 /// A one-line distinguished name, most significant first ("C=US, O=Sipura, CN=...").
+/// The subject's first CN, when it is text.
+pub fn common_name(cert: &openssl::x509::X509Ref) -> Option<String> {
+    cert.subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().to_string().ok())
+}
+
 pub fn name_to_string(name: &X509NameRef) -> String {
     name.entries()
         .map(|e| {

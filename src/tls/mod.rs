@@ -67,6 +67,8 @@ pub struct HandshakeError {
 pub enum Engine {
     Legacy,
     Modern,
+    /// No TLS (`tls: plain` listeners).
+    Plain,
 }
 
 impl Engine {
@@ -74,6 +76,7 @@ impl Engine {
         match self {
             Engine::Legacy => "legacy",
             Engine::Modern => "modern",
+            Engine::Plain => "plain",
         }
     }
 }
@@ -89,6 +92,8 @@ pub enum Engines {
         legacy: Arc<LegacyContext>,
         modern: Option<Arc<ModernContext>>,
     },
+    /// HTTP without TLS.
+    Plain,
 }
 
 /// A route's TLS: its engines and, when client auth is on, the client verifier.
@@ -107,6 +112,14 @@ pub enum TlsSetupError {
 }
 
 impl ServerTls {
+    /// A plain-HTTP route: no handshake, no client certificate.
+    pub fn plain() -> ServerTls {
+        ServerTls {
+            engines: Engines::Plain,
+            client: None,
+        }
+    }
+
     pub fn build(
         cert: &LoadedCert,
         profile: &Profile,
@@ -123,6 +136,7 @@ impl ServerTls {
                 legacy: legacy()?,
                 modern: ModernContext::build(cert, profile, c).ok().map(Arc::new),
             },
+            EngineKind::Plain => Engines::Plain,
         };
         Ok(ServerTls { engines, client })
     }
@@ -132,6 +146,7 @@ impl ServerTls {
         match &self.engines {
             Engines::Legacy(_) => Engine::Legacy,
             Engines::Modern(_) => Engine::Modern,
+            Engines::Plain => Engine::Plain,
             Engines::Auto { modern, .. } => match modern {
                 Some(m) if m.can_serve(hello) => Engine::Modern,
                 _ => Engine::Legacy,
@@ -153,6 +168,7 @@ impl ServerTls {
             Engines::Legacy(l) => (Some(l), None),
             Engines::Modern(m) => (None, Some(m)),
             Engines::Auto { legacy, modern } => (Some(legacy), modern.as_ref()),
+            Engines::Plain => return Ok(TlsStream::Plain(io)),
         };
         match (engine, legacy, modern) {
             (Engine::Modern, _, Some(m)) => m
@@ -192,6 +208,7 @@ impl ServerTls {
                 Some(certs) => client.identity_from_der(certs),
                 None => ClientIdentity::none(),
             },
+            TlsStream::Plain(_) => ClientIdentity::none(),
         }
     }
 }
@@ -201,6 +218,8 @@ impl ServerTls {
 pub enum TlsStream<S> {
     Legacy(Box<tokio_openssl::SslStream<S>>),
     Modern(Box<tokio_rustls::server::TlsStream<S>>),
+    /// Plain HTTP: the bytes as they come.
+    Plain(S),
 }
 
 impl<S> TlsStream<S> {
@@ -208,6 +227,7 @@ impl<S> TlsStream<S> {
         match self {
             TlsStream::Legacy(_) => Engine::Legacy,
             TlsStream::Modern(_) => Engine::Modern,
+            TlsStream::Plain(_) => Engine::Plain,
         }
     }
 
@@ -227,6 +247,7 @@ impl<S> TlsStream<S> {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "tls1.3",
                 _ => "unknown",
             },
+            TlsStream::Plain(_) => "plain",
         }
     }
 
@@ -239,7 +260,7 @@ impl<S> TlsStream<S> {
                 .ok()
                 .filter(|k| k.id() == openssl::pkey::Id::DH)
                 .map(|k| k.bits()),
-            TlsStream::Modern(_) => None,
+            TlsStream::Modern(_) | TlsStream::Plain(_) => None,
         }
     }
 
@@ -258,6 +279,7 @@ impl<S> TlsStream<S> {
                 .and_then(|c| c.suite().as_str())
                 .unwrap_or_default()
                 .to_string(),
+            TlsStream::Plain(_) => String::new(),
         }
     }
 }
@@ -271,6 +293,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
         match self.get_mut() {
             TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            TlsStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -284,6 +307,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         match self.get_mut() {
             TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            TlsStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -291,6 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         match self.get_mut() {
             TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_flush(cx),
             TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            TlsStream::Plain(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -298,6 +323,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         match self.get_mut() {
             TlsStream::Legacy(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             TlsStream::Modern(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            TlsStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -16,6 +16,10 @@ use provgate::snapshot::Snapshot;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod http_backend;
+#[allow(unused_imports)]
+pub use http_backend::{strict_backend, Seen};
+
 // ---------------------------------------------------------------- logs
 
 #[derive(Clone, Default)]
@@ -146,7 +150,14 @@ impl Harness {
     /// Write `yaml` as config.yaml next to the PKI files, load it as the binary does, start.
     pub async fn start(pki: Pki, yaml: &str) -> Harness {
         logs();
-        let path = pki.write("config.yaml", yaml);
+        // The access log goes to stdout by default, which a test binary would print; tests
+        // that read it name a file.
+        let yaml = if yaml.contains("access_log:") {
+            yaml.to_string()
+        } else {
+            format!("{yaml}\naccess_log: {{ target: \"off\" }}\n")
+        };
+        let path = pki.write("config.yaml", &yaml);
         let snapshot = Snapshot::load(&path).unwrap_or_else(|e| panic!("config: {e}"));
         let running = server::start(snapshot).await.unwrap();
         Harness { running, pki }
@@ -350,4 +361,74 @@ where
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+/// Read everything until the server closes (bounded: a server that holds the connection open
+/// fails the test instead of hanging it).
+pub async fn read_until_close<S>(
+    stream: &mut S,
+    within: std::time::Duration,
+) -> Result<String, String>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buf = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut buf)).await {
+        Ok(_) => Ok(String::from_utf8_lossy(&buf).into_owned()),
+        Err(_) => Err(format!(
+            "connection still open after {within:?}; read so far: {}",
+            String::from_utf8_lossy(&buf)
+        )),
+    }
+}
+
+/// Read one response whose body has a Content-Length (or none, for 1xx/204/304 and errors
+/// with `Content-Length: 0`); returns (status, head, body).
+pub async fn read_response<S>(stream: &mut S) -> (u16, String, String)
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w: &[u8]| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut b = [0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut b))
+            .await
+            .expect("response head within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before a response head: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&b[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let mut b = vec![0u8; 65536];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut b))
+            .await
+            .expect("response body within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed inside a body");
+        body.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(body.len(), len, "read past the response (pipelined bytes?)");
+    (status, head, String::from_utf8_lossy(&body).into_owned())
 }

@@ -1,0 +1,85 @@
+//! What the backend receives besides the client's request: client-sent copies of headers
+//! provgate owns are removed, then provgate's forwarding and identity headers are set, and a
+//! request without Host (HTTP/1.0) gets one.
+
+use pingora_error::Result;
+use pingora_http::RequestHeader;
+
+use super::ConnInfo;
+use crate::tls::Engine;
+
+/// Forwarding headers provgate owns: any copy the client sends is dropped before forwarding.
+pub const FORWARDING_HEADERS: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Remove every client-sent header a backend could take for provgate's word: forwarding
+/// headers, and every name any common front proxy uses for client-certificate data.
+pub fn strip_spoofable(req: &mut RequestHeader, conn: &ConnInfo) {
+    let identity = &conn.route.identity;
+    let doomed: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            FORWARDING_HEADERS.contains(&n)
+                || crate::identity_headers::is_identity_header(n, &identity.strip_request_headers)
+                || identity
+                    .headers
+                    .all()
+                    .iter()
+                    .any(|own| own.eq_ignore_ascii_case(n))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        req.remove_header(&name);
+    }
+}
+
+/// The Host a request without one is sent with: the backend's `host`, else the SNI, else the
+/// CN of the certificate the route presented (the name the device was given), else the
+/// backend's address.
+pub fn default_host(conn: &ConnInfo) -> String {
+    let route = &conn.route;
+    route
+        .backend
+        .host
+        .clone()
+        .or_else(|| conn.sni.clone())
+        .or_else(|| route.server_name.clone())
+        .unwrap_or_else(|| route.backend.address.to_string())
+}
+
+/// Set X-Forwarded-*, X-Real-IP, Host (when missing) and the identity headers.
+pub fn set_forwarding(req: &mut RequestHeader, conn: &ConnInfo) -> Result<()> {
+    if !req.headers.contains_key(http::header::HOST) {
+        req.insert_header(http::header::HOST, default_host(conn))?;
+    }
+    let client_ip = conn.peer.ip().to_canonical().to_string();
+    req.insert_header("X-Forwarded-For", &client_ip)?;
+    req.insert_header("X-Real-IP", &client_ip)?;
+    let proto = if conn.engine == Engine::Plain {
+        "http"
+    } else {
+        "https"
+    };
+    req.insert_header("X-Forwarded-Proto", proto)?;
+    req.insert_header("X-Forwarded-Port", conn.local.port().to_string())?;
+    let id = &conn.route.identity;
+    for (name, value) in crate::identity_headers::headers(
+        &conn.identity,
+        id.preset,
+        id.dn_format,
+        &id.headers,
+        id.forward_chain,
+    ) {
+        req.insert_header(name, value)?;
+    }
+    Ok(())
+}
