@@ -1117,6 +1117,75 @@ mod tests {
         assert_eq!(legacy.matches('/').count(), 3);
     }
 
+    /// The provgate preset's reference: `identity_headers()` as it was in src/proxy/mod.rs
+    /// before the presets, kept verbatim so the default cannot drift.
+    /// The identity headers for a connection. The verification result is always sent; the
+    /// certificate's facts whenever one was presented (so a failure can be diagnosed); the device
+    /// fields only when it verified, so a backend never acts on an unverified MAC.
+    fn todays_headers<'a>(
+        id: &crate::identity::ClientIdentity,
+        rt: &'a crate::route::IdentityRt,
+    ) -> Vec<(&'a str, String)> {
+        let h = &rt.headers;
+        let mut out = vec![(h.verify.as_str(), id.verify.to_string())];
+        let Some(leaf) = id.leaf() else {
+            return out;
+        };
+        out.push((
+            h.subject.as_str(),
+            crate::identity::rfc4514(leaf.subject_name()),
+        ));
+        out.push((
+            h.issuer.as_str(),
+            crate::identity::rfc4514(leaf.issuer_name()),
+        ));
+        out.push((h.serial.as_str(), crate::identity::serial_hex(leaf)));
+        out.push((
+            h.fingerprint.as_str(),
+            crate::identity::fingerprint_sha256(leaf),
+        ));
+        out.push((
+            h.not_after.as_str(),
+            crate::identity::not_after_rfc3339(leaf),
+        ));
+        out.push((h.cert.as_str(), crate::identity::rfc9440(leaf)));
+        if rt.forward_chain && id.chain.len() > 1 {
+            out.push((
+                h.cert_chain.as_str(),
+                crate::identity::rfc9440_chain(&id.chain),
+            ));
+        }
+        if id.verify == crate::identity::Verify::Success {
+            let d = crate::identity::device(leaf);
+            if let Some(mac) = d.mac {
+                out.push((h.mac.as_str(), mac));
+            }
+            if let Some(serial) = d.serial {
+                out.push((h.device_serial.as_str(), serial));
+            }
+            if let Some(product) = d.product {
+                out.push((h.product.as_str(), product));
+            }
+            out.push((h.generic.as_str(), d.generic.to_string()));
+        }
+        // Header values must be visible ASCII; anything else in a DN is escaped away here.
+        out.into_iter()
+            .map(|(n, v)| {
+                let clean: String = v
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii() && !c.is_ascii_control() {
+                            c
+                        } else {
+                            '?'
+                        }
+                    })
+                    .collect();
+                (n, clean)
+            })
+            .collect()
+    }
+
     #[test]
     fn provgate_preset_is_todays_headers() {
         let fx = fixture();
@@ -1131,7 +1200,7 @@ mod tests {
                 strip_request_headers: Vec::new(),
             };
             for id in [&fx.verified, &fx.failed, &fx.none] {
-                let today: Vec<(String, String)> = crate::proxy::identity_headers(id, &rt)
+                let today: Vec<(String, String)> = todays_headers(id, &rt)
                     .into_iter()
                     .map(|(n, v)| (n.to_string(), v))
                     .collect();

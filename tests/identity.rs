@@ -11,6 +11,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::ssl::SslVersion;
 use openssl::x509::X509;
 use provgate::pki::{Ca, CertSpec};
+use tokio::io::AsyncWriteExt;
 
 const MAC_PATH: &str = "/spa000e08abcdef.cfg";
 
@@ -422,11 +423,19 @@ async fn require_mac_match_blocks_other_devices_profiles() {
     // No certificate: a MAC path is refused, a path without a MAC passes.
     let mut s = Legacy::default().connect(addr).await.unwrap();
     assert_eq!(get(&mut s, MAC_PATH, "").await.0, 403);
+    // (A User-Agent without a MAC: an SPA's names its MAC, which counts like the path's.)
     let mut s = Legacy::default().connect(addr).await.unwrap();
-    assert_eq!(
-        get(&mut s, "/index.html", "").await.0,
-        404,
-        "backend's own 404"
+    s.write_all(
+        b"GET /index.html HTTP/1.1\r\nHost: a\r\nUser-Agent: curl/8\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let text = read_until_close(&mut s, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 404"),
+        "backend's own 404: {text}"
     );
 }
 
@@ -506,4 +515,182 @@ async fn ca_hints(addr: std::net::SocketAddr, ca: &std::path::Path) -> Vec<Strin
                 .unwrap_or_else(|_| format!("undecodable {der:?}"))
         })
         .collect()
+}
+
+/// Every URL shape the backends use names the MAC somewhere: file name, directory, query
+/// parameter, `$MAC` with colons. A device may fetch its own and nothing else, however the
+/// target is spelled; targets whose decoding is ambiguous are refused.
+#[tokio::test]
+async fn require_mac_match_holds_for_every_url_shape_and_spelling() {
+    let d = devices();
+    let backend = backend().await;
+    let ls = listener(
+        "l",
+        "legacy",
+        "optional",
+        "legacy",
+        "    require_mac_match: true\n",
+    );
+    let h = Harness::start(d.pki, &config(backend, &ls)).await;
+    let addr = h.addr("l");
+    async fn status(addr: std::net::SocketAddr, who: &Legacy<'_>, target: &str) -> u16 {
+        let mut s = who.connect(addr).await.unwrap();
+        get(&mut s, target, "").await.0
+    }
+    let device = tls10_with(&d.spa962_st);
+    // The device's own MAC (000e08abcdef) in each shape: the backend answers (its 200 or 404).
+    for own in [
+        "/spa000e08abcdef.cfg",
+        "/SPA000E08ABCDEF.cfg",
+        "/app/provision/?mac=000e08abcdef",
+        "/app/provision/index.php?mac=00:0E:08:AB:CD:EF&file=spa.cfg",
+        "/cisco/000e08abcdef/spa.cfg",
+        "/prov/00-0e-08-ab-cd-ef/spa504g.cfg",
+        "/spa000e08abcde%66.cfg",
+        "/firmware/spa525g2-7-6-2.bin",
+    ] {
+        let got = status(addr, &device, own).await;
+        assert!(got == 200 || got == 404, "{own}: {got}");
+    }
+    // Another device's MAC (000e08aaaaaa), however it is written: 403.
+    for other in [
+        "/spa000e08aaaaaa.cfg",
+        "/spa000e08aaaaa%61.cfg",
+        "/%73pa000e08aaaaaa.cfg",
+        "/app/provision/?mac=000e08aaaaaa",
+        "/app/provision/?MAC=000E08AAAAAA",
+        "/app/provision/?mac=00%3A0e%3A08%3Aaa%3Aaa%3Aaa",
+        "/app/provision/?mac=00:0e:08:aa:aa:aa",
+        "/000e08aaaaaa/spa.cfg",
+        "/cisco/000E08AAAAAA/spa.cfg",
+        "/spa000e08abcdef.cfg?mac=000e08aaaaaa",
+        "http://prov.test/spa000e08aaaaaa.cfg",
+    ] {
+        assert_eq!(status(addr, &device, other).await, 403, "{other}");
+    }
+    // Ambiguous decodings: 400, whoever asks.
+    for ambiguous in [
+        "/x/..%2fspa000e08aaaaaa.cfg",
+        "/x/%2e%2e/spa000e08abcdef.cfg",
+        "/x/../spa000e08abcdef.cfg",
+        "/spa000e08abcdef.cfg%00",
+        "/x%5cspa000e08aaaaaa.cfg",
+        "/spa%zz.cfg",
+    ] {
+        assert_eq!(status(addr, &device, ambiguous).await, 400, "{ambiguous}");
+    }
+    // No certificate (mode: optional): any MAC-bearing target is refused.
+    let anonymous = Legacy::default();
+    for target in [
+        "/spa000e08abcdef.cfg",
+        "/app/provision/?mac=000e08aaaaaa",
+        "/spa000e08aaaaa%61.cfg",
+    ] {
+        assert_eq!(status(addr, &anonymous, target).await, 403, "{target}");
+    }
+}
+
+/// Names other front proxies use for client-certificate facts never reach the backend from
+/// the client, on TLS and plain listeners alike.
+#[tokio::test]
+async fn spoofed_identity_headers_of_every_front_proxy_family_are_stripped() {
+    let d = devices();
+    let backend = backend().await;
+    let mut ls = listener("l", "legacy", "optional", "legacy", "");
+    ls.push_str("  - name: http\n    bind: [\"127.0.0.1:0\"]\n    tls: plain\n    backend: prov\n");
+    let yaml = config(backend, &ls).replace(
+        "identity:\n  forward_chain: true\n",
+        "identity:\n  forward_chain: true\n  strip_request_headers: [X-Tenant-Admin]\n",
+    );
+    let h = Harness::start(d.pki, &yaml).await;
+    let spoofed = [
+        "X-SSL-Client-Verify: SUCCESS",
+        "SSL_CLIENT_VERIFY: SUCCESS",
+        "SSL-Client-Verify: SUCCESS",
+        "X-SSL-Client-DN: CN=000e08aaaaaa",
+        "X-Forwarded-Client-Cert: Hash=00;Subject=\"CN=x\"",
+        "X-Forwarded-Tls-Client-Cert: MIIB",
+        "X-Forwarded-Tls-Client-Cert-Info: Subject%3D%22CN%3Dx%22",
+        "X-Client-Cert-Subject-DN: CN=x",
+        "X-Client-Verify: SUCCESS",
+        "X-Device-MAC: 000e08aaaaaa",
+        "Client-Cert: :MIIB:",
+        "X-Tenant-Admin: yes",
+    ];
+    let extra: String = spoofed.iter().map(|h| format!("{h}\r\n")).collect();
+    // A verified device on TLS, and an anonymous client on plain HTTP.
+    let mut tls = tls10_with(&d.spa962_st).connect(h.addr("l")).await.unwrap();
+    let (status, tls_body) = get(&mut tls, MAC_PATH, &extra).await;
+    assert_eq!(status, 200, "{tls_body}");
+    let mut tcp = tokio::net::TcpStream::connect(h.addr("http"))
+        .await
+        .unwrap();
+    let (status, plain_body) = get(&mut tcp, MAC_PATH, &extra).await;
+    assert_eq!(status, 200, "{plain_body}");
+    // provgate sets X-Client-Verify (and for a verified device X-Device-MAC and Client-Cert)
+    // itself, checked below; every other spoofed name must be gone.
+    for (body, own) in [
+        (
+            &tls_body,
+            &["x-client-verify", "x-device-mac", "client-cert"][..],
+        ),
+        (&plain_body, &["x-client-verify"][..]),
+    ] {
+        for h in spoofed {
+            let name = h.split_once(':').unwrap().0.to_ascii_lowercase();
+            if own.contains(&name.as_str()) {
+                continue;
+            }
+            assert_eq!(
+                header(body, &name),
+                None,
+                "spoofed '{h}' reached the backend: {body}"
+            );
+        }
+    }
+    // provgate's own say: the device verified on TLS, nothing on plain HTTP.
+    assert_eq!(header(&tls_body, "x-client-verify"), Some("SUCCESS"));
+    assert_eq!(header(&tls_body, "x-device-mac"), Some("000e08abcdef"));
+    assert_eq!(header(&plain_body, "x-client-verify"), Some("NONE"));
+    assert_eq!(header(&plain_body, "x-device-mac"), None);
+    assert_eq!(header(&plain_body, "client-cert"), None);
+    assert_ne!(header(&tls_body, "client-cert"), Some(":MIIB:"));
+    assert_eq!(header(&plain_body, "x-forwarded-proto"), Some("http"));
+}
+
+/// FusionPBX also takes the MAC from a form field and, without one, from the User-Agent: on a
+/// require_mac_match route a form body is refused and a User-Agent naming another MAC is 403.
+#[tokio::test]
+async fn require_mac_match_covers_form_bodies_and_the_user_agent() {
+    let d = devices();
+    let backend = backend().await;
+    let ls = listener(
+        "l",
+        "legacy",
+        "optional",
+        "legacy",
+        "    require_mac_match: true\n",
+    );
+    let h = Harness::start(d.pki, &config(backend, &ls)).await;
+    let device = tls10_with(&d.spa962_st);
+    let mut s = device.connect(h.addr("l")).await.unwrap();
+    s.write_all(
+        b"POST /app/provision/ HTTP/1.1\r\nHost: a\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 16\r\nConnection: close\r\n\r\nmac=000e08aaaaaa",
+    )
+    .await
+    .unwrap();
+    let text = read_until_close(&mut s, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 415"), "{text}");
+    let mut s = device.connect(h.addr("l")).await.unwrap();
+    s.write_all(
+        b"GET /app/provision/ HTTP/1.1\r\nHost: a\r\nUser-Agent: Cisco/SPA508G-7.4.8a (000E08AAAAAA)(CBT141400UK)\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let text = read_until_close(&mut s, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
 }

@@ -94,6 +94,14 @@ pub fn target_macs(target: &[u8], extra: Option<&regex::Regex>) -> Result<Vec<St
     Ok(found.0)
 }
 
+/// Every MAC a header value names (e.g. the User-Agent, `Cisco/SPA508G-7.4.8a
+/// (0002FDFF2103)`, which FusionPBX falls back to when the query has no `mac`).
+pub fn text_macs(text: &[u8]) -> Vec<String> {
+    let mut found = Found(Vec::new());
+    scan_text(text, &mut found);
+    found.0
+}
+
 /// The distinct MACs seen so far, capped at [`MAX_MACS`].
 struct Found(Vec<String>);
 

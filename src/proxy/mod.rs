@@ -124,10 +124,30 @@ impl ProxyHttp for ProvisioningProxy {
         if !conn.route.require_mac_match {
             return continue_if_expected(session).await;
         }
-        let target = session.req_header().raw_path();
+        let req = session.req_header();
+        if is_form_body(req) {
+            // Backends read form fields like query parameters (PHP's $_REQUEST): a POSTed
+            // `mac=` would name a profile the target check never saw.
+            let why = "form bodies are not accepted on this route: it checks the device's MAC, \
+                       and a form field could name another device";
+            respond::error(session, 415, why).await?;
+            return Ok(true);
+        }
+        let target = req.raw_path();
         let wanted = match mac_match::target_macs(target, Some(&conn.route.identity.mac_path)) {
-            Ok(macs) if macs.is_empty() => return continue_if_expected(session).await,
-            Ok(macs) => macs,
+            Ok(mut macs) => {
+                if let Some(ua) = req.headers.get(http::header::USER_AGENT) {
+                    for mac in mac_match::text_macs(ua.as_bytes()) {
+                        if !macs.contains(&mac) {
+                            macs.push(mac);
+                        }
+                    }
+                }
+                if macs.is_empty() {
+                    return continue_if_expected(session).await;
+                }
+                macs
+            }
             Err(ambiguous) => {
                 tracing::warn!(
                     listener = %conn.listener, route = %conn.route.name, peer = %conn.peer,
@@ -272,6 +292,17 @@ impl ProxyHttp for ProvisioningProxy {
     }
 }
 
+/// A body a backend would parse as form fields.
+fn is_form_body(req: &RequestHeader) -> bool {
+    req.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim_start().to_ascii_lowercase())
+        .is_some_and(|v| {
+            v.starts_with("application/x-www-form-urlencoded") || v.starts_with("multipart/")
+        })
+}
+
 /// `Expect: 100-continue` is answered here, once the request passed every check (as nginx
 /// and Apache do as proxies), and not forwarded: the client sends its body now, and a refused
 /// request never sends it at all.
@@ -371,58 +402,4 @@ impl ProvisioningProxy {
             product: device.product.as_deref(),
         });
     }
-}
-
-// Kept while identity_headers.rs's comparison test still uses it; removed with it.
-#[doc(hidden)]
-/// The identity headers for a connection. The verification result is always sent; the
-/// certificate's facts whenever one was presented (so a failure can be diagnosed); the device
-/// fields only when it verified, so a backend never acts on an unverified MAC.
-pub fn identity_headers<'a>(
-    id: &crate::identity::ClientIdentity,
-    rt: &'a crate::route::IdentityRt,
-) -> Vec<(&'a str, String)> {
-    let h = &rt.headers;
-    let mut out = vec![(h.verify.as_str(), id.verify.to_string())];
-    let Some(leaf) = id.leaf() else {
-        return out;
-    };
-    out.push((h.subject.as_str(), identity::rfc4514(leaf.subject_name())));
-    out.push((h.issuer.as_str(), identity::rfc4514(leaf.issuer_name())));
-    out.push((h.serial.as_str(), identity::serial_hex(leaf)));
-    out.push((h.fingerprint.as_str(), identity::fingerprint_sha256(leaf)));
-    out.push((h.not_after.as_str(), identity::not_after_rfc3339(leaf)));
-    out.push((h.cert.as_str(), identity::rfc9440(leaf)));
-    if rt.forward_chain && id.chain.len() > 1 {
-        out.push((h.cert_chain.as_str(), identity::rfc9440_chain(&id.chain)));
-    }
-    if id.verify == Verify::Success {
-        let d = identity::device(leaf);
-        if let Some(mac) = d.mac {
-            out.push((h.mac.as_str(), mac));
-        }
-        if let Some(serial) = d.serial {
-            out.push((h.device_serial.as_str(), serial));
-        }
-        if let Some(product) = d.product {
-            out.push((h.product.as_str(), product));
-        }
-        out.push((h.generic.as_str(), d.generic.to_string()));
-    }
-    // Header values must be visible ASCII; anything else in a DN is escaped away here.
-    out.into_iter()
-        .map(|(n, v)| {
-            let clean: String = v
-                .chars()
-                .map(|c| {
-                    if c.is_ascii() && !c.is_ascii_control() {
-                        c
-                    } else {
-                        '?'
-                    }
-                })
-                .collect();
-            (n, clean)
-        })
-        .collect()
 }

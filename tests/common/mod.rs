@@ -342,13 +342,14 @@ pub async fn modern_with_cert(
         .map_err(|e| e.to_string())
 }
 
-/// One HTTP/1.1 request (`Connection: close`); returns (status, body).
+/// One HTTP/1.1 request (`Connection: close`) with an SPA User-Agent naming the test devices' MAC
+/// (000e08abcdef); returns (status, body).
 pub async fn get<S>(stream: &mut S, path: &str, extra_headers: &str) -> (u16, String)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: prov.test\r\nUser-Agent: Cisco/SPA508G-7.4.8a (0002FDFF2103)\r\n{extra_headers}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: prov.test\r\nUser-Agent: Cisco/SPA508G-7.4.8a (000E08ABCDEF)\r\n{extra_headers}Connection: close\r\n\r\n"
     );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
