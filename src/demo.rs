@@ -81,6 +81,10 @@ listeners:
     certificate: ciscosb
     tls: auto
     backend: provisioning
+  - name: http
+    bind: ["127.0.0.1:0"]
+    tls: plain                       # firmware and encrypted profiles over plain HTTP
+    backend: provisioning
 "#
     ))
 }
@@ -107,6 +111,7 @@ pub async fn run() -> anyhow::Result<()> {
 fn instructions(dir: &Path, running: &server::Running, backend: SocketAddr) -> String {
     let port = |name: &str| running.addrs(name).first().map_or(0, SocketAddr::port);
     let (legacy, modern, mixed) = (port("sipura"), port("cisco2k"), port("mixed"));
+    let http = port("http");
     let d = dir.display();
     let path = format!("/spa{DEMO_MAC}.cfg");
     let mut s = String::new();
@@ -125,6 +130,10 @@ fn instructions(dir: &Path, running: &server::Running, backend: SocketAddr) -> S
     let _ = writeln!(
         s,
         "  listener mixed    127.0.0.1:{mixed}  auto (both)       Cisco SB demo CA"
+    );
+    let _ = writeln!(
+        s,
+        "  listener http     127.0.0.1:{http}  plain HTTP        firmware, encrypted profiles"
     );
     let _ = writeln!(
         s,
@@ -153,6 +162,15 @@ fn instructions(dir: &Path, running: &server::Running, backend: SocketAddr) -> S
          https://prov.ciscosb.demo.test:{mixed}{path}\n  \
          printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | openssl s_client -quiet -ign_eof -connect 127.0.0.1:{mixed} \
          -tls1 -cipher 'AES128-SHA:@SECLEVEL=0' -CAfile {d}/ciscosb-ca.pem"
+    );
+    let _ = writeln!(
+        s,
+        "  # firmware over plain HTTP (SPA devices do not upgrade over HTTPS)\n  \
+         curl -sS http://127.0.0.1:{http}{path}"
+    );
+    let _ = writeln!(
+        s,
+        "\nThe access log (one line per request) is on stdout, diagnostics on stderr."
     );
     let _ = writeln!(s, "\nPress Ctrl-C to stop.");
     s
