@@ -733,9 +733,10 @@ impl AccessLog {
 
     /// Formats `e` on the caller's thread and hands the line to the writer without blocking;
     /// when the writer has fallen 8192 lines behind, the line is dropped and counted.
-    pub fn log(&self, e: &Entry<'_>) {
+    /// Returns false when the line was dropped (the writer fell behind) or the log is off.
+    pub fn log(&self, e: &Entry<'_>) -> bool {
         let Some(inner) = &self.inner else {
-            return;
+            return false;
         };
         let mut line = String::with_capacity(512);
         match self.format {
@@ -744,9 +745,10 @@ impl AccessLog {
         }
         line.push('\n');
         match inner.tx.try_send(Msg::Line(line)) {
-            Ok(()) => {}
+            Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 inner.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                false
             }
         }
     }

@@ -618,13 +618,12 @@ impl Report {
                     r.backend,
                     r.client_auth
                 );
-                let _ = writeln!(
-                    out,
-                    "    tls {}: {}; versions {}",
-                    r.profile,
-                    r.engine,
-                    r.versions.join(", ")
-                );
+                let versions = if r.versions.is_empty() {
+                    String::new()
+                } else {
+                    format!("; versions {}", r.versions.join(", "))
+                };
+                let _ = writeln!(out, "    tls {}: {}{versions}", r.profile, r.engine);
                 if let Some(ciphers) = &r.openssl_ciphers {
                     let dh = match r.dh_bits {
                         Some(0) | None => "no DHE".to_string(),

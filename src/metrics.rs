@@ -71,6 +71,8 @@ pub struct Metrics {
     pub openssl_capability: IntGaugeVec,
     pub draining: IntGauge,
     pub refused_connections: IntCounterVec,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: IntCounterVec,
     pub reloads: IntCounterVec,
 }
 
@@ -208,6 +210,12 @@ impl Metrics {
                 "provgate_refused_connections_total",
                 "Connections refused before TLS",
                 &["listener", "reason"],
+            ),
+            access_log_dropped: counter(
+                r,
+                "provgate_access_log_dropped_total",
+                "Access-log lines dropped because the log writer fell behind (slow disk or stdout)",
+                &[],
             ),
             reloads: counter(
                 r,

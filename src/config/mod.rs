@@ -1256,6 +1256,106 @@ listeners:
         load(extra).unwrap_err().to_string()
     }
 
+    const PLAIN: &str =
+        "  - name: http\n    bind: [\"127.0.0.1:8080\"]\n    tls: plain\n    backend: b\n";
+
+    #[test]
+    fn plain_listener_needs_no_certificate_and_refuses_tls_settings() {
+        let c = load(PLAIN).unwrap();
+        let http = &c.listeners[1];
+        assert!(http.plain);
+        assert_eq!(http.defaults.certificate, None);
+        assert_eq!(http.defaults.profile, "plain");
+        assert!(!c.listeners[0].plain);
+        for (extra, key, says) in [
+            (
+                "    certificate: c\n",
+                "listeners[1].certificate",
+                "remove the certificate",
+            ),
+            (
+                "    client_auth: { mode: optional, ca: ca.pem }\n",
+                "listeners[1].client_auth",
+                "no client certificate",
+            ),
+            (
+                "    routes:\n      - match: { sni: [a.example] }\n",
+                "listeners[1].routes[0].match.sni",
+                "local and source addresses only",
+            ),
+            (
+                "    routes:\n      - match: { source: [10.0.0.0/8] }\n        tls: legacy\n",
+                "listeners[1].routes[0].tls",
+                "local and source addresses only",
+            ),
+        ] {
+            let e = err(&format!("{PLAIN}{extra}"));
+            assert!(e.contains(key) && e.contains(says), "{extra}: {e}");
+        }
+        // Plain routes on addresses are fine.
+        load(&format!(
+            "{PLAIN}    routes:\n      - match: {{ source: [10.0.0.0/8] }}\n"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn tls_listener_needs_a_certificate_and_plain_is_reserved() {
+        let e = err("  - name: x\n    bind: [\"127.0.0.1:9\"]\n    backend: b\n");
+        assert!(e.contains("listeners[1].certificate: is required"), "{e}");
+        let e = err("    routes:\n      - tls: plain\n");
+        assert!(
+            e.contains("listeners[0].routes[0].tls") && e.contains("own listener"),
+            "{e}"
+        );
+        let e = err("tls_profiles:\n  plain: { base: legacy }\n");
+        assert!(
+            e.contains("tls_profiles.plain") && e.contains("reserved"),
+            "{e}"
+        );
+        let e = err("tls_profiles:\n  p: { base: plain }\n");
+        assert!(e.contains("tls_profiles.p.base"), "{e}");
+    }
+
+    #[test]
+    fn backend_host_access_log_and_identity_keys() {
+        let c = Config::from_yaml(
+            Path::new("/etc/provgate/config.yaml"),
+            &BASE.replace(
+                "read_timeout: 1m }",
+                "read_timeout: 1m, host: prov.example.com }",
+            ),
+        )
+        .unwrap();
+        assert_eq!(c.backends["b"].host.as_deref(), Some("prov.example.com"));
+        let e = Config::from_yaml(
+            Path::new("/c.yaml"),
+            &BASE.replace("read_timeout: 1m }", "read_timeout: 1m, host: \"a\\nb\" }"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("backends.b.host"), "{e}");
+        let c = load(
+            "access_log: { format: json, target: /var/log/provgate/access.log }\n\
+             identity: { preset: nginx, dn_format: legacy, strip_request_headers: [X-Tenant] }\n",
+        )
+        .unwrap();
+        assert_eq!(c.access_log.format, crate::access_log::Format::Json);
+        assert_eq!(c.identity.preset, crate::identity_headers::Preset::Nginx);
+        assert_eq!(
+            c.identity.dn_format,
+            crate::identity_headers::DnFormat::Legacy
+        );
+        assert_eq!(
+            c.identity.strip_request_headers,
+            vec!["x-tenant".to_string()]
+        );
+        let e = err("access_log: { target: \"\" }\n");
+        assert!(e.contains("access_log.target"), "{e}");
+        let e = err("identity: { preset: iis }\n");
+        assert!(e.contains("identity.preset"), "{e}");
+    }
+
     #[test]
     fn defaults_durations_and_paths() {
         let c = load("").unwrap();

@@ -372,7 +372,7 @@ impl ProvisioningProxy {
             _ => identity::Device::default(),
         };
         let verify = conn.identity.verify.to_string();
-        self.access_log.log(&Entry {
+        let queued = self.access_log.log(&Entry {
             time: ctx.started_at,
             client: conn.peer,
             local: conn.local,
@@ -401,5 +401,12 @@ impl ProvisioningProxy {
             serial: device.serial.as_deref(),
             product: device.product.as_deref(),
         });
+        if !queued {
+            self.telemetry
+                .metrics
+                .access_log_dropped
+                .with_label_values::<&str>(&[])
+                .inc();
+        }
     }
 }
