@@ -204,9 +204,43 @@ async fn probe(url: &str, timeout: std::time::Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Dependencies whose DEBUG/TRACE output carries request and response heads and bodies
+/// (provisioning profiles hold SIP passwords; `Client-Cert` is a header): held at `info` unless
+/// the filter names one of them itself.
+const QUIET_DEPENDENCIES: [&str; 8] = [
+    "pingora",
+    "pingora_core",
+    "pingora_proxy",
+    "pingora_pool",
+    "pingora_http",
+    "h2",
+    "hyper",
+    "rustls",
+];
+
+/// The filter actually installed: the operator's, plus `<dependency>=info` for every quiet
+/// dependency the operator's filter does not mention.
+pub fn log_filter(requested: &str) -> String {
+    let targets: Vec<&str> = requested
+        .split(',')
+        .filter_map(|d| d.trim().split(['=', '[']).next())
+        .collect();
+    let mut filter = requested.to_string();
+    for dep in QUIET_DEPENDENCIES {
+        // `pingora=trace` reaches every pingora_* target (prefix match), so naming one of
+        // the family counts for all of it.
+        let family = |t: &&str| t.starts_with("pingora") && dep.starts_with("pingora");
+        if !targets.iter().any(|t| *t == dep || family(t)) {
+            filter.push_str(&format!(",{dep}=info"));
+        }
+    }
+    filter
+}
+
 fn init_logging(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
+    let requested = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let filter = EnvFilter::try_new(log_filter(&requested))
+        .or_else(|_| EnvFilter::try_new(log_filter("info")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -219,4 +253,33 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn dependencies_that_log_bodies_stay_at_info_unless_named() {
+        let f = log_filter("trace");
+        assert!(f.starts_with("trace,"));
+        for dep in [
+            "pingora_proxy=info",
+            "pingora_core=info",
+            "hyper=info",
+            "rustls=info",
+        ] {
+            assert!(f.contains(dep), "{f}");
+        }
+        let f = log_filter("info,pingora_proxy=trace");
+        assert!(
+            !f.contains("pingora_core=info") && f.contains("hyper=info"),
+            "{f}"
+        );
+        let f = log_filter("debug,hyper=debug");
+        assert!(
+            !f.contains("hyper=info") && f.contains("pingora=info"),
+            "{f}"
+        );
+    }
 }

@@ -268,3 +268,76 @@ async fn probe_exits_zero_only_on_200() {
         );
     }
 }
+
+/// `--log-level trace` (what an operator turns on to debug a device) must not print what
+/// pingora traces: response bodies (profiles hold SIP passwords) and request heads.
+#[tokio::test]
+async fn trace_logging_prints_no_profile_bodies() {
+    let stderr_file = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["demo", "--log-level", "trace"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(stderr_file.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut http_port, mut tls_port) = (None, None);
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        let port = || {
+            line.split_whitespace()
+                .nth(2)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| p.parse::<u16>().ok())
+        };
+        if line.trim_start().starts_with("listener http ") {
+            http_port = port();
+        }
+        if line.trim_start().starts_with("listener sipura ") {
+            tls_port = port();
+        }
+        if line.contains("Press Ctrl-C") {
+            break;
+        }
+    }
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], http_port.unwrap()).into();
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (status, body) = get(
+        &mut tcp,
+        "/spa000e08abcdef.cfg",
+        "Authorization: Basic c2VjcmV0OnNlY3JldA==\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<flat-profile>"), "{body}");
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], tls_port.unwrap()).into();
+    let mut tls = Legacy::default().connect(addr).await.unwrap();
+    assert_eq!(get(&mut tls, "/spa000e08abcdef.cfg", "").await.0, 200);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = std::fs::read_to_string(stderr_file.path()).unwrap();
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "trace logging is on: {log}"
+    );
+    for secret in ["<flat-profile>", "Station_Name", "c2VjcmV0OnNlY3JldA=="] {
+        assert!(!log.contains(secret), "'{secret}' in the trace log:\n{log}");
+    }
+}

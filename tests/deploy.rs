@@ -52,6 +52,7 @@ const METRICS: &[(&str, &[&str])] = &[
     ("provgate_certificate_not_after_seconds", &["certificate"]),
     ("provgate_build_info", &["version", "openssl"]),
     ("provgate_openssl_capability", &["feature"]),
+    ("provgate_access_log_dropped_total", &[]),
     (
         "provgate_refused_connections_total",
         &["listener", "reason"],

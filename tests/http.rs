@@ -470,3 +470,45 @@ async fn openssl_s_client_and_s_time_as_http10_clients_do_not_hang() {
         "s_time completed only {connections} connections in 2 s: {text}"
     );
 }
+
+/// The forwarding family is provgate's to set: client copies of every X-Forwarded-* and
+/// X-Original-* name, and the other client-address headers, never reach the backend.
+#[tokio::test]
+async fn client_sent_forwarding_headers_of_the_whole_family_are_dropped() {
+    let (h, seen) = start("").await;
+    let spoofed = [
+        "X-Forwarded-For: 6.6.6.6",
+        "X-Forwarded-Server: evil",
+        "X-Forwarded-Scheme: https",
+        "X-Forwarded-Ssl: on",
+        "X-Forwarded-Prefix: /admin",
+        "X-Forwarded-Uri: /admin",
+        "X-Forwarded-Host: evil.example",
+        "X-Original-URL: /admin",
+        "X-Rewrite-URL: /admin",
+        "X-Client-IP: 6.6.6.6",
+        "True-Client-IP: 6.6.6.6",
+        "X-Real-IP: 6.6.6.6",
+        "Forwarded: for=6.6.6.6",
+    ];
+    let extra: String = spoofed.iter().map(|h| format!("{h}\r\n")).collect();
+    let mut tcp = TcpStream::connect(h.addr("http")).await.unwrap();
+    tcp.write_all(
+        format!("GET /f HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let text = read_until_close(&mut tcp, CLOSE_WITHIN).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let head = seen.last();
+    for h in spoofed {
+        let value = h.split_once(": ").unwrap().1;
+        assert!(!head.contains(value), "'{h}' reached the backend:\n{head}");
+    }
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(lower.contains("\r\nx-real-ip: 127.0.0.1\r\n"), "{head}");
+}

@@ -551,7 +551,13 @@ impl Validator<'_> {
             identity,
             limits,
             reload,
-            access_log: raw.access_log.unwrap_or_default(),
+            access_log: {
+                let mut log = raw.access_log.unwrap_or_default();
+                if let crate::access_log::Target::File(path) = &log.target {
+                    log.target = crate::access_log::Target::File(base_dir.join(path));
+                }
+                log
+            },
         };
 
         if raw.listeners.is_empty() {

@@ -8,15 +8,30 @@ use pingora_http::RequestHeader;
 use super::ConnInfo;
 use crate::tls::Engine;
 
-/// Forwarding headers provgate owns: any copy the client sends is dropped before forwarding.
-pub const FORWARDING_HEADERS: [&str; 6] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-host",
-    "x-real-ip",
+/// Client-address and original-request headers some backend may trust: provgate sets the
+/// ones it owns and drops every client-sent copy of the whole family.
+pub const FORWARDING_HEADERS: [&str; 12] = [
     "forwarded",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-proxyuser-ip",
 ];
+
+/// Every `X-Forwarded-*` and `X-Original-*` name (Server, Scheme, Ssl, Prefix, Uri, For,
+/// Host, ...) plus [`FORWARDING_HEADERS`]; `name` is lower-case, as `http` stores it.
+pub fn is_forwarding_header(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || name.starts_with("x-original-")
+        || FORWARDING_HEADERS.contains(&name)
+}
 
 /// Remove every client-sent header a backend could take for provgate's word: forwarding
 /// headers, and every name any common front proxy uses for client-certificate data.
@@ -27,7 +42,7 @@ pub fn strip_spoofable(req: &mut RequestHeader, conn: &ConnInfo) {
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            FORWARDING_HEADERS.contains(&n)
+            is_forwarding_header(n)
                 || crate::identity_headers::is_identity_header(n, &identity.strip_request_headers)
                 || identity
                     .headers
@@ -79,7 +94,41 @@ pub fn set_forwarding(req: &mut RequestHeader, conn: &ConnInfo) -> Result<()> {
         &id.headers,
         id.forward_chain,
     ) {
+        // The haproxy preset's `X-SSL` says whether the client spoke TLS.
+        let value = if conn.engine == Engine::Plain && name == "X-SSL" {
+            "0".to_string()
+        } else {
+            value
+        };
         req.insert_header(name, value)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_forwarding_header;
+
+    #[test]
+    fn the_whole_forwarding_family_is_recognised() {
+        for n in [
+            "x-forwarded-for",
+            "x-forwarded-server",
+            "x-forwarded-scheme",
+            "x-forwarded-ssl",
+            "x-forwarded-prefix",
+            "x-forwarded-uri",
+            "x-original-url",
+            "x-original-forwarded-for",
+            "x-client-ip",
+            "true-client-ip",
+            "forwarded",
+            "x-real-ip",
+        ] {
+            assert!(is_forwarding_header(n), "{n}");
+        }
+        for n in ["host", "user-agent", "x-request-id", "via", "authorization"] {
+            assert!(!is_forwarding_header(n), "{n}");
+        }
+    }
 }

@@ -126,6 +126,11 @@ impl ProxyHttp for ProvisioningProxy {
         }
         let req = session.req_header();
         if is_form_body(req) {
+            tracing::warn!(
+                listener = %conn.listener, route = %conn.route.name, peer = %conn.peer,
+                target = %req.raw_path().escape_ascii(),
+                "refused (415): form body on a require_mac_match route"
+            );
             // Backends read form fields like query parameters (PHP's $_REQUEST): a POSTed
             // `mac=` would name a profile the target check never saw.
             let why = "form bodies are not accepted on this route: it checks the device's MAC, \

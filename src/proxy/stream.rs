@@ -106,7 +106,25 @@ pub struct ProxyStream {
     id: UniqueIDType,
     /// Timer for the header deadline it was last armed with.
     timer: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
+    /// Bytes handed to pingora since the header deadline was last armed: a request head may
+    /// not grow past [`header_cap`] while it is still arriving.
+    header_bytes: usize,
+    /// The 431 for an oversized head has been queued; reads now end the connection.
+    refused: bool,
 }
+
+/// Room for the request line and line ends beyond `limits.max_request_header_bytes`.
+const REQUEST_LINE_ALLOWANCE: usize = 2048;
+
+/// The most bytes a request head may take while it arrives (pingora alone would buffer up to
+/// 1 MiB per connection before it parses).
+fn header_cap(limits: &Limits) -> usize {
+    limits.max_request_header_bytes + REQUEST_LINE_ALLOWANCE
+}
+
+const HEADER_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 94\r\nConnection: close\r\n\r\n\
+431 Request Header Fields Too Large: the request head exceeds limits.max_request_header_bytes\n";
 
 impl ProxyStream {
     pub fn new(tls: TlsStream<Replay<TcpStream>>, info: ConnInfo) -> Self {
@@ -119,6 +137,8 @@ impl ProxyStream {
             info: Arc::new(info),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             timer: None,
+            header_bytes: 0,
+            refused: false,
         }
     }
 
@@ -131,6 +151,8 @@ impl ProxyStream {
         let timer = match &mut self.timer {
             Some((at, t)) if *at == deadline => t,
             slot => {
+                // A new deadline: a new request head starts.
+                self.header_bytes = 0;
                 let t = Box::pin(tokio::time::sleep_until(deadline.into()));
                 &mut slot.insert((deadline, t)).1
             }
@@ -174,10 +196,57 @@ impl AsyncRead for ProxyStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.refused {
+            // Answer sent (or being sent): flush it, then end the connection.
+            ready!(this.poll_drain(cx))?;
+            ready!(Pin::new(&mut this.tls).poll_flush(cx))?;
+            return Poll::Ready(Ok(()));
+        }
         if let Err(e) = this.check_deadline(cx) {
             return Poll::Ready(Err(e));
         }
-        Pin::new(&mut this.tls).poll_read(cx, buf)
+        if this.timer.is_none() {
+            // Headers are in: the body and the connection's next bytes flow freely.
+            return Pin::new(&mut this.tls).poll_read(cx, buf);
+        }
+        let allowance = header_cap(&this.info.limits).saturating_sub(this.header_bytes);
+        if allowance == 0 {
+            refuse_oversized_head(&this.info);
+            this.refused = true;
+            this.pending.extend_from_slice(HEADER_TOO_LARGE);
+            ready!(this.poll_drain(cx))?;
+            ready!(Pin::new(&mut this.tls).poll_flush(cx))?;
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        if allowance >= buf.remaining() {
+            ready!(Pin::new(&mut this.tls).poll_read(cx, buf))?;
+        } else {
+            // Never hand pingora more than the head may still take.
+            let mut tmp = [0u8; 4096];
+            let take = allowance.min(tmp.len());
+            let mut limited = ReadBuf::new(&mut tmp[..take]);
+            ready!(Pin::new(&mut this.tls).poll_read(cx, &mut limited))?;
+            buf.put_slice(limited.filled());
+        }
+        this.header_bytes += buf.filled().len() - before;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Log (at most once a second, process-wide) a connection refused for an oversized head.
+fn refuse_oversized_head(info: &ConnInfo) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(
+            listener = %info.listener, peer = %info.peer,
+            limit = info.limits.max_request_header_bytes,
+            "request refused (431): the request head kept growing past \
+             limits.max_request_header_bytes while arriving"
+        );
     }
 }
 
@@ -258,6 +327,16 @@ impl Peek for ProxyStream {}
 #[cfg(test)]
 mod tests {
     use super::without_framework_server_header as strip;
+
+    #[test]
+    fn the_431_response_declares_its_own_length() {
+        let text = std::str::from_utf8(super::HEADER_TOO_LARGE).unwrap_or_default();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_default();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{text}"
+        );
+    }
 
     #[test]
     fn pingoras_server_line_is_removed_from_response_heads_only() {
