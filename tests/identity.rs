@@ -387,8 +387,9 @@ async fn tls13_client_certificate_is_verified_by_rustls_and_forwarded() {
         .await;
 }
 
-#[tokio::test]
-async fn require_mac_match_blocks_other_devices_profiles() {
+/// Device certificates (moved out of `Devices`) and a harness with one legacy listener `l`:
+/// client auth optional, `require_mac_match: true`.
+async fn mac_match_listener() -> (MacDevices, Harness) {
     let d = devices();
     let backend = backend().await;
     let ls = listener(
@@ -398,7 +399,19 @@ async fn require_mac_match_blocks_other_devices_profiles() {
         "legacy",
         "    require_mac_match: true\n",
     );
-    let h = Harness::start(d.pki, &config(backend, &ls)).await;
+    let devices = MacDevices {
+        spa962_st: d.spa962_st.clone(),
+    };
+    (devices, Harness::start(d.pki, &config(backend, &ls)).await)
+}
+
+struct MacDevices {
+    spa962_st: (X509, PKey<Private>),
+}
+
+#[tokio::test]
+async fn require_mac_match_blocks_other_devices_profiles() {
+    let (d, h) = mac_match_listener().await;
     let addr = h.addr("l");
 
     let mut s = tls10_with(&d.spa962_st).connect(addr).await.unwrap();
@@ -522,16 +535,7 @@ async fn ca_hints(addr: std::net::SocketAddr, ca: &std::path::Path) -> Vec<Strin
 /// target is spelled; targets whose decoding is ambiguous are refused.
 #[tokio::test]
 async fn require_mac_match_holds_for_every_url_shape_and_spelling() {
-    let d = devices();
-    let backend = backend().await;
-    let ls = listener(
-        "l",
-        "legacy",
-        "optional",
-        "legacy",
-        "    require_mac_match: true\n",
-    );
-    let h = Harness::start(d.pki, &config(backend, &ls)).await;
+    let (d, h) = mac_match_listener().await;
     let addr = h.addr("l");
     async fn status(addr: std::net::SocketAddr, who: &Legacy<'_>, target: &str) -> u16 {
         let mut s = who.connect(addr).await.unwrap();
@@ -662,16 +666,7 @@ async fn spoofed_identity_headers_of_every_front_proxy_family_are_stripped() {
 /// require_mac_match route a form body is refused and a User-Agent naming another MAC is 403.
 #[tokio::test]
 async fn require_mac_match_covers_form_bodies_and_the_user_agent() {
-    let d = devices();
-    let backend = backend().await;
-    let ls = listener(
-        "l",
-        "legacy",
-        "optional",
-        "legacy",
-        "    require_mac_match: true\n",
-    );
-    let h = Harness::start(d.pki, &config(backend, &ls)).await;
+    let (d, h) = mac_match_listener().await;
     let device = tls10_with(&d.spa962_st);
     let mut s = device.connect(h.addr("l")).await.unwrap();
     s.write_all(
