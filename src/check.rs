@@ -681,10 +681,10 @@ mod tests {
     fn the_real_client_root_fixture_is_recognised() {
         let pem = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/cisco-sb-client-root-authority-2.pem"
+            "/tests/data/cisco-sb-client-root-authority-2.pem"
         ));
         let Ok(pem) = pem else {
-            panic!("fixture ../shared/fixtures/cisco-sb-client-root-authority-2.pem missing");
+            panic!("fixture tests/data/cisco-sb-client-root-authority-2.pem missing");
         };
         let cert = openssl::x509::X509::from_pem(&pem).unwrap();
         let ca = vendor_ca(&ca_name_text(cert.subject_name())).unwrap();

@@ -455,7 +455,7 @@ async fn require_mac_match_blocks_other_devices_profiles() {
 #[tokio::test]
 async fn the_real_cisco_client_root_loads_as_a_client_ca() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/cisco-sb-client-root-authority-2.pem");
+        .join("tests/data/cisco-sb-client-root-authority-2.pem");
     assert!(fixture.exists(), "fixture missing at {}", fixture.display());
     let d = devices();
     std::fs::copy(&fixture, d.pki.path("cisco-root.pem")).unwrap();
