@@ -6,26 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# --- system packages the build needs -----------------------------------------------------
-# cmake: pingora's zlib-ng (libz-ng-sys); perl + make + a C compiler: the vendored OpenSSL;
-# openssl: the standard client the HTTP tests drive (s_client, s_time), as operators do.
-need=()
-for tool in cmake perl make cc openssl; do
-  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  declare -A pkg=([cmake]=cmake [perl]=perl [make]=make [cc]=gcc [openssl]=openssl)
-  pkgs=()
-  for t in "${need[@]}"; do pkgs+=("${pkg[$t]}"); done
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "test.sh: installing missing build tools: ${pkgs[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
-  else
-    echo "test.sh: missing build tools: ${need[*]} (Debian packages: ${pkgs[*]}); install them and rerun" >&2
-    exit 1
-  fi
-fi
+# --- system packages the build and the tests need (scripts/prereqs.sh) ---------------------
+. scripts/prereqs.sh
+provgate_prereqs cmake perl make cc openssl
 
 if [ "${1:-}" = "--" ]; then
   shift
