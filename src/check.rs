@@ -14,6 +14,12 @@
 //! | `cn_not_fqdn` | a legacy/auto route's certificate CN is not a host name (devices resolve it) |
 //! | `sni_not_in_certificate` | a route matches an SNI name that the certificate's CN/SANs do not cover |
 //! | `client_root_as_server_issuer` | a server certificate issued by a vendor *client* root |
+//! | `key_readable_by_others` | a private key file's mode gives group or others access (e.g. `0644`) |
+//! | `unknown_cipher` | a profile's `ciphers` holds a word OpenSSL 3 ignores (unknown or pre-1.1.0 name, TLS 1.3 suite, misplaced `DEFAULT`, or nothing this build can serve) |
+//!
+//! Each route also shows the TLS in effect: the configured OpenSSL string *and* the suites
+//! OpenSSL resolves from it on this build for the route's versions and key, in server order;
+//! the DH group; session tickets; the rustls suite order.
 //!
 //! The report is plain data (`Serialize`), printed as a table or as JSON (`--json`).
 
@@ -27,6 +33,7 @@ use serde::Serialize;
 use crate::config::{EngineKind, SniPattern, Target};
 use crate::snapshot::Snapshot;
 use crate::tls::certs::LoadedCert;
+use crate::tls::legacy::Suite;
 use crate::tls::Engines;
 
 /// A certificate within this many days of its not-after is reported as expiring.
@@ -151,6 +158,9 @@ pub struct CertificateReport {
     pub vendor_ca: Option<&'static VendorCa>,
     /// Why rustls cannot use the key, when it cannot.
     pub rustls_unusable: Option<String>,
+    pub key_file: String,
+    /// The key file's permission bits, as `0600`.
+    pub key_mode: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,9 +191,20 @@ pub struct RouteReport {
     pub versions: Vec<&'static str>,
     /// The OpenSSL cipher string, for routes the legacy engine can serve.
     pub openssl_ciphers: Option<String>,
+    /// What OpenSSL makes of it on this build: the suites the route's versions and key can
+    /// use, in server order.
+    pub openssl_suites: Option<Vec<Suite>>,
     pub dh_bits: Option<u32>,
-    /// The 1024-bit group in use, when `dh_bits` is 1024.
+    /// The built-in 1024-bit group in use, when `dh_bits` is 1024 and no `dh_params` is set.
     pub dh_group: Option<crate::config::DhGroup>,
+    /// The operator's DH parameter file, when the profile names one.
+    pub dh_params: Option<String>,
+    /// The DH group in words (which group, how many bits, or no DHE).
+    pub dh: Option<String>,
+    /// Session tickets (`session_tickets`), for TLS routes.
+    pub session_tickets: Option<bool>,
+    /// rustls's suites in server order, for routes rustls serves.
+    pub rustls_suites: Option<Vec<&'static str>>,
     pub client_auth: String,
 }
 
@@ -204,6 +225,8 @@ pub fn check(s: &Snapshot, now: i64) -> Report {
         .values()
         .map(|c| certificate_report(c, now, &mut warnings))
         .collect();
+
+    profile_warnings(s, &mut warnings);
 
     let mut client_cas = Vec::new();
     let mut seen = BTreeSet::new();
@@ -251,6 +274,28 @@ pub fn check(s: &Snapshot, now: i64) -> Report {
     }
 }
 
+/// What OpenSSL silently ignores in the profiles' cipher strings (one warning per word and
+/// profile, not per route).
+fn profile_warnings(s: &Snapshot, warnings: &mut Vec<Warning>) {
+    for p in s.config.profiles.values() {
+        if !matches!(p.engine, EngineKind::Legacy | EngineKind::Auto) {
+            continue;
+        }
+        for issue in crate::tls::legacy::cipher_issues(&p.ciphers) {
+            warnings.push(Warning {
+                code: "unknown_cipher",
+                listener: None,
+                route: None,
+                certificate: None,
+                message: format!(
+                    "tls_profiles.{}.ciphers: {issue}; no suite is served for it",
+                    p.name
+                ),
+            });
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> i64 {
     SystemTime::now()
@@ -291,6 +336,17 @@ fn certificate_report(c: &LoadedCert, now: i64, warnings: &mut Vec<Warning>) -> 
             ),
         );
     }
+    if let Some(mode) = c.key_too_open() {
+        warn(
+            "key_readable_by_others",
+            format!(
+                "private key file {} of certificate '{}' is readable by group or others \
+                 (mode {mode:04o}); chmod 600 it",
+                c.key_file.display(),
+                c.name
+            ),
+        );
+    }
     if vendor.is_some_and(|v| v.role == CaRole::Client) {
         warn(
             "client_root_as_server_issuer",
@@ -317,6 +373,8 @@ fn certificate_report(c: &LoadedCert, now: i64, warnings: &mut Vec<Warning>) -> 
         chain_length: i.chain_len,
         vendor_ca: vendor,
         rustls_unusable: c.rustls.as_ref().err().cloned(),
+        key_file: c.key_file.display().to_string(),
+        key_mode: c.key_mode.map(|m| format!("{m:04o}")),
     }
 }
 
@@ -483,10 +541,36 @@ fn route_report(
             .map(|p| p.versions.iter().map(|v| v.name()).collect())
             .unwrap_or_default(),
         openssl_ciphers: profile.filter(|_| serves_legacy).map(|p| p.ciphers.clone()),
+        openssl_suites: profile.filter(|_| serves_legacy).map(|p| {
+            crate::tls::legacy::effective_suites(p)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|suite| cert.is_none_or(|c| suite.usable_with(c.key.id())))
+                .collect()
+        }),
         dh_bits: profile.filter(|_| serves_legacy).map(|p| p.dh_bits),
         dh_group: profile
-            .filter(|p| serves_legacy && p.dh_bits == 1024)
+            .filter(|p| serves_legacy && p.dh_bits == 1024 && p.dh_params.is_none())
             .map(|p| p.dh_group),
+        dh_params: profile
+            .filter(|p| serves_legacy && p.dh_bits != 0)
+            .and_then(|p| p.dh_params.as_ref())
+            .map(|d| d.path.display().to_string()),
+        dh: profile
+            .filter(|_| serves_legacy)
+            .map(crate::tls::legacy::describe_dh),
+        session_tickets: profile
+            .filter(|p| p.engine != EngineKind::Plain)
+            .map(|p| p.session_tickets),
+        rustls_suites: matches!(
+            engines.as_deref().map(|t| &t.engines),
+            Some(Engines::Modern(_))
+                | Some(Engines::Auto {
+                    modern: Some(_),
+                    ..
+                })
+        )
+        .then(crate::tls::modern::suite_names),
         client_auth: format!("{:?}", t.client_auth.mode).to_lowercase(),
     }
 }
@@ -588,6 +672,9 @@ impl Report {
             if let Some(why) = &c.rustls_unusable {
                 let _ = writeln!(out, "    rustls     cannot use it: {why}");
             }
+            if let Some(mode) = &c.key_mode {
+                let _ = writeln!(out, "    key file   {} (mode {mode})", c.key_file);
+            }
         }
         if !self.client_cas.is_empty() {
             let _ = writeln!(out, "\nclient certificate CAs");
@@ -625,16 +712,35 @@ impl Report {
                 };
                 let _ = writeln!(out, "    tls {}: {}{versions}", r.profile, r.engine);
                 if let Some(ciphers) = &r.openssl_ciphers {
-                    let dh = match r.dh_bits {
-                        Some(0) | None => "no DHE".to_string(),
-                        Some(bits) => match r.dh_group {
-                            Some(crate::config::DhGroup::Rfc5114) => format!(
-                                "DHE with the fixed {bits}-bit RFC 5114 group (160-bit exponents)"
-                            ),
-                            _ => format!("DHE with a fixed {bits}-bit group"),
-                        },
+                    let _ = writeln!(out, "    OpenSSL ciphers (configured) {ciphers}");
+                }
+                if let Some(suites) = &r.openssl_suites {
+                    let list: Vec<String> = suites
+                        .iter()
+                        .map(|s| format!("{} ({})", s.name, s.id))
+                        .collect();
+                    let list = if list.is_empty() {
+                        "none".to_string()
+                    } else {
+                        list.join(", ")
                     };
-                    let _ = writeln!(out, "    OpenSSL ciphers (server order) {ciphers}; {dh}");
+                    let _ = writeln!(
+                        out,
+                        "    OpenSSL suites (server order, this build, this key) {list}"
+                    );
+                }
+                if let Some(dh) = &r.dh {
+                    let _ = writeln!(out, "    DH {dh}");
+                }
+                if let Some(suites) = &r.rustls_suites {
+                    let _ = writeln!(
+                        out,
+                        "    rustls suites (server order) {}",
+                        suites.join(", ")
+                    );
+                }
+                if let Some(on) = r.session_tickets {
+                    let _ = writeln!(out, "    session tickets {}", if on { "on" } else { "off" });
                 }
             }
         }

@@ -16,7 +16,7 @@ use crate::config::{Limits, ProxyProtocol};
 use crate::diagnose;
 use crate::fingerprint;
 use crate::hello::ClientHello;
-use crate::metrics::Telemetry;
+use crate::metrics::{LogVerdict, Telemetry};
 use crate::proxy::{ConnInfo, ProxyApp, ProxyStream};
 use crate::proxy_protocol::{self, ProxyHeaderError};
 use crate::route::{ConnFacts, ListenerRt, RouteRt};
@@ -268,7 +268,9 @@ fn plain(
     ))
 }
 
-/// Log once and count once a connection that ended before HTTP.
+/// Count once and log once a connection that ended before HTTP. The count is exact; the line
+/// passes the per-(reason, client network) rate limit ([`crate::metrics::FailureLogLimit`]),
+/// and everything the client controls in it is escaped and capped ([`diagnose::Field`]).
 fn failed(
     e: &ConnError,
     seen: &Seen,
@@ -291,32 +293,56 @@ fn failed(
         }
         return;
     }
+    // Every failure is counted; only the log line is rate-limited.
     m.handshake_failures
         .with_label_values(&[name, reason])
         .inc();
+    if let (ConnError::Handshake(h), Some(_)) = (e, &seen.hello) {
+        m.handshakes
+            .with_label_values(&[name, route, h.engine.name(), "", "", "failure"])
+            .inc();
+    }
+    // At most a few lines per (reason, client network) per window; the next line written
+    // for a key says how many of its lines were dropped.
+    let (suppressed, suppressed_elsewhere) = match telemetry.failure_log.check(reason, peer.ip()) {
+        LogVerdict::Suppress => {
+            m.log_suppressed.with_label_values(&[reason]).inc();
+            return;
+        }
+        LogVerdict::Write {
+            suppressed,
+            suppressed_elsewhere,
+        } => (
+            (suppressed > 0).then_some(suppressed),
+            (suppressed_elsewhere > 0).then_some(suppressed_elsewhere),
+        ),
+    };
+    // Error texts can quote the client (a PROXY header, a library's message): escaped, capped.
+    let error = e.to_string();
     let Some((hello, ja4)) = &seen.hello else {
-        warn!(listener = name, route, %peer, %local, reason, "connection closed before HTTP: {e}");
+        warn!(
+            listener = name, route, %peer, %local, reason, suppressed, suppressed_elsewhere,
+            "connection closed before HTTP: {}",
+            diagnose::escape(&error, diagnose::TEXT_MAX)
+        );
         return;
     };
+    let detail = diagnose::Field::new(&error, diagnose::TEXT_MAX);
     let (engine, explanation) = match (e, &seen.route) {
         (ConnError::Handshake(h), Some(r)) => (
             h.engine.name(),
             diagnose::explain(h.reason, h.engine, hello, &r.profile, &h.detail),
         ),
-        _ => ("-", e.to_string()),
+        _ => ("-", error.clone()),
     };
-    if let ConnError::Handshake(_) = e {
-        m.handshakes
-            .with_label_values(&[name, route, engine, "", "", "failure"])
-            .inc();
-    }
     warn!(
         listener = name, route, %peer, %local, reason, engine,
         hello_format = ?hello.format,
         offered_versions = %diagnose::offered_versions(hello),
-        offered_ciphers = %diagnose::offered_cipher_names(hello).join(","),
-        sni = hello.sni.as_deref().unwrap_or("-"), %ja4,
-        detail = %e,
-        "handshake failed: {explanation}"
+        offered_ciphers = %diagnose::offered_ciphers(hello),
+        sni = %diagnose::sni_field(hello), %ja4,
+        %detail, suppressed, suppressed_elsewhere,
+        "handshake failed: {}",
+        diagnose::escape(&explanation, diagnose::TEXT_MAX)
     );
 }

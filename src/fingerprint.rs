@@ -9,9 +9,15 @@
 //! - b: first 12 hex of SHA-256 over the sorted cipher codes (4 hex digits, comma-joined);
 //! - c: first 12 hex of SHA-256 over the sorted extension codes without SNI and ALPN, then `_`
 //!   and the signature algorithms in offered order (no `_` when there are none).
+//!
+//! Device ids: SPA User-Agents carry the MAC and serial number
+//! (`Cisco/SPA508G-7.5.5 (000E08ABCDEF)(CCQ162810LA)`). Unless `admin.show_device_ids` is on,
+//! User-Agents are masked *before* they are stored (see [`mask_device_ids`]), so the table
+//! never holds them; the setting is read once at start.
 
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Mutex};
 
 use serde::Serialize;
 
@@ -115,10 +121,48 @@ pub struct Seen {
     pub user_agents: Vec<String>,
 }
 
+/// What a masked device id reads as.
+pub const MASKED: &str = "(masked)";
+
+/// Bare MAC-like tokens: 12 or more hex digits in a row, or a MAC written `00:0e:08:ab:cd:ef`,
+/// `00-0e-08-ab-cd-ef` or `000e.08ab.cdef`.
+static BARE_ID: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)\b(?:[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}|[0-9a-f]{12,})\b",
+    )
+    .expect("BARE_ID is a valid regex")
+});
+
+/// A User-Agent without the device's MAC and serial, keeping vendor, model and firmware:
+/// every parenthesised group (nested or cut off at the end included) and every bare MAC-like
+/// token becomes `(masked)`. The form does not reveal the lengths either.
+///
+/// `Cisco/SPA508G-7.5.5 (000E08ABCDEF)(CCQ162810LA)` -> `Cisco/SPA508G-7.5.5 (masked)(masked)`.
+pub fn mask_device_ids(agent: &str) -> String {
+    let mut grouped = String::with_capacity(agent.len());
+    let mut depth = 0usize;
+    for c in agent.chars() {
+        match (c, depth) {
+            ('(', 0) => {
+                grouped.push_str(MASKED);
+                depth = 1;
+            }
+            ('(', _) => depth += 1,
+            (')', 0) => grouped.push(c),
+            (')', _) => depth -= 1,
+            (_, 0) => grouped.push(c),
+            _ => {}
+        }
+    }
+    BARE_ID.replace_all(&grouped, MASKED).into_owned()
+}
+
 /// Recently seen hellos, bounded in entries and per-entry size.
 #[derive(Debug)]
 pub struct Fingerprints {
     lru: Mutex<lru::LruCache<String, Seen>>,
+    /// Store User-Agents as sent (`admin.show_device_ids`); off: masked before storing.
+    show_device_ids: AtomicBool,
 }
 
 impl Default for Fingerprints {
@@ -132,7 +176,13 @@ impl Fingerprints {
         let cap = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         Fingerprints {
             lru: Mutex::new(lru::LruCache::new(cap)),
+            show_device_ids: AtomicBool::new(false),
         }
+    }
+
+    /// Keep User-Agents unmasked from now on (`admin.show_device_ids`; set once at start).
+    pub fn set_show_device_ids(&self, show: bool) {
+        self.show_device_ids.store(show, Ordering::Relaxed);
     }
 
     pub fn connection(&self, ja4: &str, hello: &ClientHello) {
@@ -156,16 +206,31 @@ impl Fingerprints {
         );
     }
 
+    /// Record a User-Agent seen over `ja4` (masked unless `show_device_ids`; then cut to
+    /// [`MAX_AGENT_LEN`] characters).
     pub fn user_agent(&self, ja4: &str, agent: &str) {
+        {
+            // Cheap exit before masking when there is no room (or no entry) anyway.
+            let lru = self.lru.lock().unwrap_or_else(|e| e.into_inner());
+            if lru
+                .peek(ja4)
+                .is_none_or(|seen| seen.user_agents.len() >= MAX_AGENTS)
+            {
+                return;
+            }
+        }
+        // Masked before the cut, so a MAC at the cut cannot survive as a shorter prefix.
+        let clean: String = agent.chars().filter(|c| !c.is_control()).collect();
+        let clean = if self.show_device_ids.load(Ordering::Relaxed) {
+            clean
+        } else {
+            mask_device_ids(&clean)
+        };
+        let agent: String = clean.chars().take(MAX_AGENT_LEN).collect();
         let mut lru = self.lru.lock().unwrap_or_else(|e| e.into_inner());
         let Some(seen) = lru.peek_mut(ja4) else {
             return;
         };
-        let agent: String = agent
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_AGENT_LEN)
-            .collect();
         if seen.user_agents.len() < MAX_AGENTS && !seen.user_agents.contains(&agent) {
             seen.user_agents.push(agent);
         }
@@ -219,6 +284,81 @@ mod tests {
         assert_eq!(alpn_chars(b"h2"), "h2");
         assert_eq!(alpn_chars(b"http/1.1"), "h1");
         assert_eq!(alpn_chars(&[0xab, 0x01]), "a1");
+    }
+
+    #[test]
+    fn masking_keeps_model_and_firmware_but_no_mac_or_serial() {
+        for (ua, want) in [
+            (
+                "Cisco/SPA508G-7.5.5 (000E08ABCDEF)(CCQ162810LA)",
+                "Cisco/SPA508G-7.5.5 (masked)(masked)",
+            ),
+            (
+                "Linksys/SPA-2102-2.0.5 (88012BA01234)",
+                "Linksys/SPA-2102-2.0.5 (masked)",
+            ),
+            (
+                "Cisco-CP-8841-3PCC/11.0 (00562b043615)",
+                "Cisco-CP-8841-3PCC/11.0 (masked)",
+            ),
+            (
+                "Sipura/SPA2000-2.0.13 (a(b)c)",
+                "Sipura/SPA2000-2.0.13 (masked)",
+            ),
+            // Cut off inside a group: the rest is masked too.
+            (
+                "Cisco/SPA504G-7.4.9 (000E08AB",
+                "Cisco/SPA504G-7.4.9 (masked)",
+            ),
+            ("x) y", "x) y"),
+            // Bare MAC-like tokens.
+            ("Foo/1.0 000e08abcdef", "Foo/1.0 (masked)"),
+            ("Foo/1.0 mac=00:0E:08:AB:CD:EF;", "Foo/1.0 mac=(masked);"),
+            ("Foo/1.0 00-0e-08-ab-cd-ef", "Foo/1.0 (masked)"),
+            ("Foo/1.0 000e.08ab.cdef", "Foo/1.0 (masked)"),
+            ("Foo/1.0 id 000E08ABCDEF0102", "Foo/1.0 id (masked)"),
+            // Model and firmware stay, shorter hex runs stay.
+            ("Cisco/SPA525G2-7.6.2", "Cisco/SPA525G2-7.6.2"),
+            ("Foo/1.0 deadbeef 1.2.3.4", "Foo/1.0 deadbeef 1.2.3.4"),
+            ("", ""),
+        ] {
+            assert_eq!(mask_device_ids(ua), want, "{ua}");
+        }
+    }
+
+    #[test]
+    fn user_agents_are_stored_masked_unless_shown() {
+        let bytes = hex("160301002f0100002b03011111111111111111111111111111111111111111111111111111111111111111000004002f00350100");
+        let Parse::Parsed(h) = parse(&bytes) else {
+            panic!("test hello does not parse");
+        };
+        let ua = "Cisco/SPA508G-7.5.5 (000E08ABCDEF)(CCQ162810LA)";
+        let masked = Fingerprints::new(4);
+        masked.connection("fp", &h);
+        masked.user_agent("fp", ua);
+        // Another device of the same model and firmware: the same masked entry.
+        masked.user_agent("fp", "Cisco/SPA508G-7.5.5 (000E08000001)(CCQ162810LB)");
+        let agents = &masked.snapshot()[0].user_agents;
+        assert_eq!(
+            agents,
+            &["Cisco/SPA508G-7.5.5 (masked)(masked)".to_string()]
+        );
+        let text = format!("{:?}", masked.lru);
+        assert!(!text.contains("000E08") && !text.contains("CCQ"), "{text}");
+
+        // A MAC at the length cut is masked, not kept as a prefix.
+        let long = format!("{} 000E08ABCDEF", "z".repeat(MAX_AGENT_LEN - 6));
+        masked.user_agent("fp", &long);
+        let agents = &masked.snapshot()[0].user_agents;
+        assert!(agents[1].ends_with(" (mask"), "{}", agents[1]);
+        assert_eq!(agents[1].chars().count(), MAX_AGENT_LEN);
+        assert!(!agents[1].contains("000E"), "{}", agents[1]);
+
+        let shown = Fingerprints::new(4);
+        shown.set_show_device_ids(true);
+        shown.connection("fp", &h);
+        shown.user_agent("fp", ua);
+        assert_eq!(shown.snapshot()[0].user_agents, vec![ua.to_string()]);
     }
 
     #[test]

@@ -29,16 +29,26 @@
 
 use std::fmt;
 
-/// Largest TLS record fragment accepted (2^14 plus the slack RFC 5246 allows compressed
-/// records); a longer record header is rejected with [`NotTls::RecordTooLong`].
-const MAX_RECORD_LEN: usize = 16 * 1024 + 256;
+/// Largest TLS record fragment accepted: 2^14, the TLSPlaintext limit (RFC 5246 6.2.1, RFC 8446
+/// 5.1). A hello is never compressed or encrypted, so the larger ciphertext limits do not
+/// apply; OpenSSL answers a longer record with `record_overflow`, and so does the sniffer
+/// ([`NotTls::RecordTooLong`]).
+const MAX_RECORD_LEN: usize = 16 * 1024;
 
-/// Cap on how many input bytes a ClientHello may occupy, and so on what a sniffer ever has
-/// to buffer: one full 2^14-byte record with its 5-byte header, plus 2048 bytes for a
-/// continuation record. Real hellos (even with post-quantum key shares) are far smaller; a
-/// hello that would need more is [`NotTls::TooLarge`]. [`Parse::Incomplete::needed`] never
-/// exceeds this.
-pub const MAX_HELLO_BYTES: usize = 16 * 1024 + 5 + 2048;
+/// Cap on the ClientHello handshake message (its 4-byte header included): 2^16 + 1 KiB, room
+/// for one of the hello's 16-bit vectors (the extensions block or the cipher suites) at its
+/// wire-format maximum of 2^16 - 1 bytes plus everything else a hello carries. The format
+/// itself allows up to 131,396 body bytes (both vectors full, OpenSSL's limit); real hellos,
+/// even with post-quantum key shares, stay under 2 KiB. A longer message is
+/// [`NotTls::TooLarge`].
+pub const MAX_HELLO_MESSAGE: usize = 64 * 1024 + 1024;
+
+/// Cap on how many input bytes a ClientHello may occupy (all of its records, headers
+/// included), and so on what a sniffer ever has to buffer: [`MAX_HELLO_MESSAGE`] plus 4 KiB of
+/// record headers, enough to split a maximal hello into 2^14-byte records or a typical one
+/// into single-byte records. A hello that would need more is [`NotTls::TooLarge`].
+/// [`Parse::Incomplete::needed`] never exceeds this.
+pub const MAX_HELLO_BYTES: usize = MAX_HELLO_MESSAGE + 4096;
 
 /// TLS record header length.
 const RECORD_HEADER: usize = 5;
@@ -165,7 +175,7 @@ pub enum NotTls {
     ProxyProtocol,
     /// The record header version is not 0x0300..=0x0304.
     BadRecordVersion(u16),
-    /// A record header claims more than 2^14 + 256 bytes.
+    /// A record header claims more than 2^14 bytes.
     RecordTooLong(usize),
     /// A record of another content type arrived before the ClientHello was complete.
     UnexpectedRecord { content_type: u8 },
@@ -177,7 +187,8 @@ pub enum NotTls {
     BadClientVersion(u16),
     /// Structurally invalid; the text says what is wrong.
     Malformed(&'static str),
-    /// The hello would need more than [`MAX_HELLO_BYTES`] of input.
+    /// The hello would need more than [`MAX_HELLO_BYTES`] of input, or its handshake message
+    /// more than [`MAX_HELLO_MESSAGE`] bytes.
     TooLarge,
 }
 
@@ -224,7 +235,8 @@ impl fmt::Display for NotTls {
             NotTls::Malformed(what) => write!(f, "malformed ClientHello: {what}"),
             NotTls::TooLarge => write!(
                 f,
-                "ClientHello would exceed the {MAX_HELLO_BYTES}-byte sniffing limit"
+                "ClientHello would exceed the sniffing limit ({MAX_HELLO_MESSAGE}-byte message, \
+                 {MAX_HELLO_BYTES} bytes of records)"
             ),
         }
     }
@@ -445,7 +457,7 @@ fn handshake_total(msg: &[u8]) -> Step<Option<usize>> {
         return Err(malformed("ClientHello too short").into());
     }
     let total = 4 + len;
-    if total + RECORD_HEADER > MAX_HELLO_BYTES {
+    if total > MAX_HELLO_MESSAGE || total + RECORD_HEADER > MAX_HELLO_BYTES {
         return Err(NotTls::TooLarge.into());
     }
     Ok(Some(total))
@@ -1222,13 +1234,42 @@ mod tests {
 
     #[test]
     fn largest_allowed_hello_parses_and_needed_stays_capped() {
-        // Body filling a 2^14 record plus a continuation record.
-        let big = HelloBuilder::new(0x0303, &[0x1301]).ext(21, vec![0; 17_000]);
+        // An extensions block at its 16-bit maximum, in 2^14-byte records (tlsfuzzer's
+        // test-large-hello sends such hellos, with the first record only 2 bytes long).
+        let big = HelloBuilder::new(0x0303, &[0x1301]).ext(21, vec![0; 65_535 - 4]);
         let msg = big.handshake();
-        let wire = records(0x0303, &msg, &[16_384]);
+        assert!(msg.len() <= MAX_HELLO_MESSAGE);
+        let cuts: Vec<usize> = std::iter::once(2)
+            .chain((1..).map(|i| 2 + i * 16_384))
+            .take_while(|&c| c < msg.len())
+            .collect();
+        let wire = records(0x0303, &msg, &cuts);
         assert!(wire.len() <= MAX_HELLO_BYTES);
         assert_eq!(parsed(&wire).wire_len, wire.len());
-        for n in [0, 3, 5, 6, 100, 16_389, 16_390, wire.len() - 1] {
+        // Full 2^14-byte records; a record may not be longer.
+        let full_cuts: Vec<usize> = (1..=msg.len() / 16_384).map(|i| i * 16_384).collect();
+        let full = records(0x0303, &msg, &full_cuts);
+        assert_eq!(parsed(&full).wire_len, full.len());
+        assert_eq!(
+            not_tls(&[0x16, 3, 1, 0x40, 0x01]),
+            NotTls::RecordTooLong(16_385)
+        );
+        // The message cap itself: a header announcing exactly the cap waits for the rest,
+        // one byte more is refused at once.
+        let announce = |len: usize| {
+            let mut w = vec![0x16, 3, 1, 0x40, 0x00, 1];
+            w.extend(u24be(len));
+            w
+        };
+        assert!(matches!(
+            parse(&announce(MAX_HELLO_MESSAGE - 4)),
+            Parse::Incomplete { .. }
+        ));
+        assert_eq!(
+            not_tls(&announce(MAX_HELLO_MESSAGE - 4 + 1)),
+            NotTls::TooLarge
+        );
+        for n in [0, 3, 5, 6, 7, 100, 16_389, 16_390, wire.len() - 1] {
             match parse(&wire[..n]) {
                 Parse::Incomplete {
                     needed: Some(needed),
@@ -1399,7 +1440,7 @@ mod tests {
         assert_eq!(not_tls(&wire), NotTls::TooLarge);
         // Many tiny records would need more than the cap.
         let msg = HelloBuilder::new(0x0303, &[0x1301])
-            .ext(21, vec![0; 4000])
+            .ext(21, vec![0; 12_000])
             .handshake();
         let cuts: Vec<usize> = (1..msg.len()).collect();
         assert_eq!(not_tls(&records(0x0303, &msg, &cuts)), NotTls::TooLarge);
@@ -1433,7 +1474,7 @@ mod tests {
             NotTls::RecordTooLong(20000).to_string(),
             "TLS record length 20000 exceeds the protocol maximum"
         );
-        assert!(NotTls::TooLarge.to_string().contains("18437"));
+        assert!(NotTls::TooLarge.to_string().contains("66560-byte message"));
     }
 
     #[test]

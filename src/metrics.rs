@@ -18,6 +18,8 @@ pub struct Telemetry {
     pub fingerprints: crate::fingerprint::Fingerprints,
     /// Refused connections are counted always but logged at most once a second.
     pub refusal_log: RateLimit,
+    /// Connections that end before HTTP are counted always; their log lines pass this.
+    pub failure_log: FailureLogLimit,
 }
 
 /// At most one event per second passes; the rest are only counted by the caller's metric.
@@ -42,12 +44,179 @@ impl RateLimit {
     }
 }
 
+/// Which client network a log line is about: IPv4 /24, IPv6 /64 (IPv4-mapped IPv6 counts as
+/// IPv4). One host, or one attacker's whole subnet, is one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientNet {
+    V4([u8; 3]),
+    V6([u8; 8]),
+}
+
+impl ClientNet {
+    pub fn of(ip: std::net::IpAddr) -> ClientNet {
+        match ip.to_canonical() {
+            std::net::IpAddr::V4(v4) => {
+                let [a, b, c, _] = v4.octets();
+                ClientNet::V4([a, b, c])
+            }
+            std::net::IpAddr::V6(v6) => {
+                let o = v6.octets();
+                let mut net = [0u8; 8];
+                net.copy_from_slice(&o[..8]);
+                ClientNet::V6(net)
+            }
+        }
+    }
+}
+
+/// What [`FailureLogLimit::check`] says about one log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogVerdict {
+    /// Write the line. `suppressed`: lines for the same key dropped since its last written
+    /// line; `suppressed_elsewhere`: lines dropped for keys the table has since forgotten.
+    Write {
+        suppressed: u64,
+        suppressed_elsewhere: u64,
+    },
+    /// Drop the line (the caller counts it in `provgate_log_suppressed_total`).
+    Suppress,
+}
+
+/// One fixed window of a budget.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: std::time::Instant,
+    used: u32,
+}
+
+impl Window {
+    fn new(start: std::time::Instant) -> Window {
+        Window { start, used: 0 }
+    }
+
+    /// Whether a budget of `limit` per `len` has room at `now`, opening a new window when
+    /// the old one has passed.
+    fn has_room(&mut self, now: std::time::Instant, len: std::time::Duration, limit: u32) -> bool {
+        if now.saturating_duration_since(self.start) >= len {
+            self.start = now;
+            self.used = 0;
+        }
+        self.used < limit
+    }
+}
+
+#[derive(Debug)]
+struct KeyState {
+    window: Window,
+    /// Dropped since the key's last written line.
+    suppressed: u64,
+}
+
+#[derive(Debug)]
+struct LimitState {
+    keys: lru::LruCache<(&'static str, ClientNet), KeyState>,
+    global: Window,
+    /// Drop counts of keys evicted before they could report them.
+    orphaned: u64,
+}
+
+/// Rate limit for failure log lines: at most `per_key` lines per (reason, client network) per
+/// window, and at most `global` lines per window in all, so neither one client nor one that
+/// rotates through many networks can turn failed handshakes into log volume. Keys live in a
+/// bounded LRU table; a key's next written line reports how many of its lines were dropped.
+#[derive(Debug)]
+pub struct FailureLogLimit {
+    state: std::sync::Mutex<LimitState>,
+    window: std::time::Duration,
+    per_key: u32,
+    global: u32,
+}
+
+impl FailureLogLimit {
+    /// Lines per key per window.
+    pub const PER_KEY: u32 = 5;
+    /// Lines per window over all keys.
+    pub const GLOBAL: u32 = 200;
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+    /// Keys remembered (about 100 bytes each).
+    pub const KEYS: usize = 4096;
+
+    pub fn new(
+        window: std::time::Duration,
+        per_key: u32,
+        global: u32,
+        keys: usize,
+    ) -> FailureLogLimit {
+        let keys = std::num::NonZeroUsize::new(keys.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
+        FailureLogLimit {
+            state: std::sync::Mutex::new(LimitState {
+                keys: lru::LruCache::new(keys),
+                global: Window::new(std::time::Instant::now()),
+                orphaned: 0,
+            }),
+            window,
+            per_key,
+            global,
+        }
+    }
+
+    /// Whether a line for `reason` about client `ip` may be written now.
+    pub fn check(&self, reason: &'static str, ip: std::net::IpAddr) -> LogVerdict {
+        self.check_at(reason, ip, std::time::Instant::now())
+    }
+
+    /// [`FailureLogLimit::check`] at a given time (for tests).
+    pub fn check_at(
+        &self,
+        reason: &'static str,
+        ip: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> LogVerdict {
+        let mut guard = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = &mut *guard;
+        let key = (reason, ClientNet::of(ip));
+        if !st.keys.contains(&key) {
+            let fresh = KeyState {
+                window: Window::new(now),
+                suppressed: 0,
+            };
+            if let Some((_, old)) = st.keys.push(key, fresh) {
+                st.orphaned += old.suppressed;
+            }
+        }
+        let Some(k) = st.keys.get_mut(&key) else {
+            return LogVerdict::Suppress; // just inserted; unreachable
+        };
+        let key_room = k.window.has_room(now, self.window, self.per_key);
+        if !(key_room && st.global.has_room(now, self.window, self.global)) {
+            k.suppressed += 1;
+            return LogVerdict::Suppress;
+        }
+        k.window.used += 1;
+        st.global.used += 1;
+        LogVerdict::Write {
+            suppressed: std::mem::take(&mut k.suppressed),
+            suppressed_elsewhere: std::mem::take(&mut st.orphaned),
+        }
+    }
+}
+
+impl Default for FailureLogLimit {
+    fn default() -> Self {
+        FailureLogLimit::new(Self::WINDOW, Self::PER_KEY, Self::GLOBAL, Self::KEYS)
+    }
+}
+
 impl Telemetry {
     pub fn new(registry: Registry) -> Telemetry {
         Telemetry {
             metrics: Metrics::new(registry),
             fingerprints: Default::default(),
             refusal_log: RateLimit::default(),
+            failure_log: FailureLogLimit::default(),
         }
     }
 }
@@ -73,6 +242,8 @@ pub struct Metrics {
     pub refused_connections: IntCounterVec,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: IntCounterVec,
+    /// Failure log lines dropped by [`FailureLogLimit`] (the failures are still counted).
+    pub log_suppressed: IntCounterVec,
     pub reloads: IntCounterVec,
 }
 
@@ -216,6 +387,13 @@ impl Metrics {
                 "provgate_access_log_dropped_total",
                 "Access-log lines dropped because the log writer fell behind (slow disk or stdout)",
                 &[],
+            ),
+            log_suppressed: counter(
+                r,
+                "provgate_log_suppressed_total",
+                "Failure log lines dropped by the per-client-network rate limit, by reason \
+                 (provgate_handshake_failures_total still counts every failure)",
+                &["reason"],
             ),
             reloads: counter(
                 r,
@@ -414,5 +592,85 @@ mod tests {
             ),
             "{text}"
         );
+    }
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn written(v: LogVerdict) -> Option<(u64, u64)> {
+        match v {
+            LogVerdict::Write {
+                suppressed,
+                suppressed_elsewhere,
+            } => Some((suppressed, suppressed_elsewhere)),
+            LogVerdict::Suppress => None,
+        }
+    }
+
+    #[test]
+    fn failure_log_limit_per_reason_and_network_with_suppressed_counts() {
+        let t0 = std::time::Instant::now();
+        let s = std::time::Duration::from_secs;
+        let l = FailureLogLimit::new(s(10), 3, 1000, 64);
+        let at = |reason, addr: &str, secs| written(l.check_at(reason, ip(addr), t0 + s(secs)));
+        // Three lines per window for one /24, then silence.
+        assert_eq!(at("not_tls", "192.0.2.1", 0), Some((0, 0)));
+        assert_eq!(at("not_tls", "192.0.2.2", 1), Some((0, 0)));
+        assert_eq!(at("not_tls", "192.0.2.254", 2), Some((0, 0)));
+        assert_eq!(at("not_tls", "192.0.2.1", 3), None);
+        assert_eq!(at("not_tls", "192.0.2.9", 4), None);
+        // Another reason, another network: their own budgets.
+        assert_eq!(at("timeout", "192.0.2.1", 4), Some((0, 0)));
+        assert_eq!(at("not_tls", "192.0.3.1", 4), Some((0, 0)));
+        // The window reopens: the next line reports the two dropped ones, once.
+        assert_eq!(at("not_tls", "192.0.2.1", 10), Some((2, 0)));
+        assert_eq!(at("not_tls", "192.0.2.1", 11), Some((0, 0)));
+    }
+
+    #[test]
+    fn failure_log_limit_groups_ipv6_by_64_and_mapped_ipv4_with_ipv4() {
+        let t0 = std::time::Instant::now();
+        let l = FailureLogLimit::new(std::time::Duration::from_secs(10), 1, 1000, 64);
+        let at = |addr: &str| written(l.check_at("not_tls", ip(addr), t0));
+        assert!(at("2001:db8:1:2::1").is_some());
+        assert!(at("2001:db8:1:2:ffff::9").is_none(), "same /64");
+        assert!(at("2001:db8:1:3::1").is_some(), "next /64");
+        assert!(at("198.51.100.7").is_some());
+        assert!(at("::ffff:198.51.100.8").is_none(), "mapped IPv4, same /24");
+        assert_eq!(
+            ClientNet::of(ip("::ffff:198.51.100.8")),
+            ClientNet::V4([198, 51, 100])
+        );
+    }
+
+    #[test]
+    fn failure_log_limit_has_a_global_budget_and_a_bounded_table() {
+        let l = FailureLogLimit::new(std::time::Duration::from_secs(10), 5, 10, 4);
+        let t0 = std::time::Instant::now();
+        // Many networks, one line each: the global budget stops them after 10.
+        let passed = (0..100u8)
+            .filter(|i| written(l.check_at("not_tls", ip(&format!("10.0.{i}.1")), t0)).is_some())
+            .count();
+        assert_eq!(passed, 10);
+        // The table holds 4 keys; drop counts of evicted keys are not lost, the next written
+        // line reports them.
+        let later = t0 + std::time::Duration::from_secs(10);
+        let v = written(l.check_at("timeout", ip("10.9.9.9"), later));
+        assert_eq!(v.map(|(own, _)| own), Some(0));
+        assert!(v.is_some_and(|(_, elsewhere)| elsewhere > 0), "{v:?}");
+        let st = l
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert!(st.keys.len() <= 4);
+    }
+
+    #[test]
+    fn log_suppressed_metric_is_registered() {
+        let m = Metrics::new(Registry::new());
+        m.log_suppressed.with_label_values(&["not_tls"]).inc();
+        assert!(m
+            .render()
+            .contains("provgate_log_suppressed_total{reason=\"not_tls\"} 1"));
     }
 }

@@ -174,10 +174,18 @@ pub fn write_pair(
     let chain = dir.join(format!("{stem}.pem"));
     let keyf = dir.join(format!("{stem}.key"));
     std::fs::write(&chain, cert.to_pem().map_err(std::io::Error::other)?)?;
-    std::fs::write(
-        &keyf,
-        key.private_key_to_pem_pkcs8()
-            .map_err(std::io::Error::other)?,
-    )?;
+    // The key is created 0600: only its owner reads it (check warns about anything wider).
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let pem = key
+        .private_key_to_pem_pkcs8()
+        .map_err(std::io::Error::other)?;
+    let _ = std::fs::remove_file(&keyf);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&keyf)?
+        .write_all(&pem)?;
     Ok((chain, keyf))
 }

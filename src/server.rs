@@ -126,6 +126,11 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
         Some(addr) => Some(bind(addr, "admin.listen")?),
         None => None,
     };
+    // Read once, before any connection: User-Agents are masked (or not) as they are stored.
+    let admin_options = snapshot.config.admin_options.clone();
+    telemetry
+        .fingerprints
+        .set_show_device_ids(admin_options.show_device_ids);
 
     let log_cfg = &snapshot.config.access_log;
     let access_log = AccessLog::start(log_cfg).map_err(|source| StartError::AccessLog {
@@ -142,11 +147,18 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
         Some(tcp) => {
             let addr = tcp.local_addr().ok();
             if let Some(a) = addr {
-                info!(addr = %a, "admin listening (/healthz, /readyz, /metrics, /fingerprints)");
+                info!(
+                    addr = %a,
+                    allow = ?admin_options.allow,
+                    max_connections = admin_options.max_connections,
+                    show_device_ids = admin_options.show_device_ids,
+                    "admin listening (/healthz, /readyz, /metrics, /fingerprints)"
+                );
             }
             // Outside `tasks`: the drain waits for those, and the admin port must outlive it.
             tokio::spawn(admin::serve(
                 tcp,
+                admin_options,
                 telemetry.clone(),
                 watch,
                 admin_stop.clone(),
@@ -236,8 +248,10 @@ impl Inner {
             }
         }
         let current = self.snapshot.load();
-        if next.config.admin != current.config.admin {
-            warn!("admin.listen changed; it takes effect on restart");
+        if next.config.admin != current.config.admin
+            || next.config.admin_options != current.config.admin_options
+        {
+            warn!("admin settings changed; they take effect on restart");
         }
         if next.config.access_log != current.config.access_log {
             warn!("access_log changed; it takes effect on restart");
@@ -376,6 +390,9 @@ fn fingerprint_files(s: &Snapshot) -> Vec<Stamp> {
         for t in std::iter::once(&l.defaults).chain(l.routes.iter().map(|r| &r.target)) {
             paths.extend(t.client_auth.ca.iter().cloned());
         }
+    }
+    for p in c.profiles.values() {
+        paths.extend(p.dh_params.as_ref().map(|d| d.path.clone()));
     }
     paths.sort();
     paths.dedup();

@@ -43,6 +43,7 @@ fn three_families() -> (Pki, std::path::PathBuf) {
         },
     );
     pki.issue(&cisco, "cisco", &CertSpec::legacy_server("prov.cisco.test"));
+    private_keys(&pki);
     let path = pki.write(
         "config.yaml",
         r#"
@@ -129,6 +130,7 @@ fn a_clean_config_passes_strict() {
         "sipura",
         &CertSpec::legacy_server("prov.sipura.test"),
     );
+    private_keys(&pki);
     let path = pki.write(
         "config.yaml",
         r#"
@@ -162,6 +164,7 @@ fn warns_about_what_old_firmware_and_rustls_reject() {
         .issue_ec(&CertSpec::server("ec.sipura.test"))
         .unwrap();
     provgate::pki::write_pair(pki.dir.path(), "ec", &cert, &key).unwrap();
+    private_keys(&pki);
     let path = pki.write(
         "config.yaml",
         r#"
@@ -266,4 +269,267 @@ fn the_example_config_passes_check_with_its_certificates_in_place() {
     let (code, out, err) = run_bin(&["check", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("listener sipura"), "{out}");
+}
+
+fn route<'a>(report: &'a serde_json::Value, listener: &str) -> &'a serde_json::Value {
+    report["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == listener)
+        .map(|l| &l["routes"][0])
+        .unwrap_or_else(|| panic!("no listener {listener}"))
+}
+
+fn suite_names(route: &serde_json::Value) -> Vec<&str> {
+    route["openssl_suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn names_an_unknown_cipher_and_shows_the_suites_openssl_really_serves() {
+    let pki = sipura_pki();
+    private_keys(&pki);
+    let path = pki.write(
+        "config.yaml",
+        r#"
+backends:
+  prov: { address: "127.0.0.1:9" }
+certificates:
+  sipura: { chain: sipura.pem, key: sipura.key }
+tls_profiles:
+  old_names: { base: legacy, versions: [tls1.0], ciphers: "AES256-SHA:EDH-RSA-DES-CBC3-SHA:!aNULL:@SECLEVEL=0" }
+listeners:
+  - { name: builtin, bind: ["127.0.0.2:8443"], certificate: sipura, tls: legacy, backend: prov }
+  - { name: old, bind: ["127.0.0.3:8443"], certificate: sipura, tls: old_names, backend: prov }
+"#,
+    );
+    let path = path.to_str().unwrap();
+    let (code, out, err) = run_bin(&["check", "--json", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report = json(&out);
+    assert_eq!(codes(&report), ["unknown_cipher"], "{out}");
+    let message = report["warnings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("tls_profiles.old_names.ciphers")
+            && message.contains("'EDH-RSA-DES-CBC3-SHA' is not an OpenSSL 3 cipher suite name")
+            && message.contains("the OpenSSL 3 name is 'DHE-RSA-DES-CBC3-SHA'"),
+        "{message}"
+    );
+    // What OpenSSL resolves, in server order: the unknown name simply is not there.
+    let old = route(&report, "old");
+    assert_eq!(suite_names(old), ["AES256-SHA"], "{old}");
+    assert_eq!(
+        old["openssl_ciphers"],
+        "AES256-SHA:EDH-RSA-DES-CBC3-SHA:!aNULL:@SECLEVEL=0"
+    );
+    // The built-in string serves 0x0016 by its OpenSSL 3 name; the ECDSA suites drop out for
+    // this RSA key.
+    let builtin = route(&report, "builtin");
+    assert_eq!(
+        suite_names(builtin),
+        [
+            "AES256-SHA",
+            "AES128-SHA",
+            "DHE-RSA-AES256-SHA",
+            "DHE-RSA-AES128-SHA",
+            "DES-CBC3-SHA",
+            "DHE-RSA-DES-CBC3-SHA",
+            "AES256-GCM-SHA384",
+            "AES128-GCM-SHA256",
+            "ECDHE-RSA-AES256-GCM-SHA384",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+        ]
+    );
+    assert_eq!(builtin["openssl_suites"][5]["id"], "0x0016");
+    assert_eq!(builtin["session_tickets"], true);
+
+    let (code, out, _) = run_bin(&["check", "--config", path]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(
+            "WARNING [unknown_cipher] tls_profiles.old_names.ciphers: 'EDH-RSA-DES-CBC3-SHA'"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("OpenSSL suites (server order, this build, this key) AES256-SHA (0x0035)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DES-CBC3-SHA (0x000a), DHE-RSA-DES-CBC3-SHA (0x0016), "),
+        "{out}"
+    );
+    let (code, _, _) = run_bin(&["check", "--strict", "--config", path]);
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn a_cipher_string_that_selects_nothing_is_a_config_error() {
+    let pki = sipura_pki();
+    let path = pki.write(
+        "config.yaml",
+        r#"
+backends:
+  prov: { address: "127.0.0.1:9" }
+certificates:
+  sipura: { chain: sipura.pem, key: sipura.key }
+tls_profiles:
+  nothing: { base: legacy, ciphers: "EDH-RSA-DES-CBC3-SHA" }
+listeners:
+  - { name: l, bind: ["127.0.0.2:8443"], certificate: sipura, tls: nothing, backend: prov }
+"#,
+    );
+    let (code, out, err) = run_bin(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 64, "{out}{err}");
+    assert!(
+        err.contains("tls_profiles.nothing.ciphers: OpenSSL selects no cipher suite"),
+        "{err}"
+    );
+}
+
+#[test]
+fn warns_about_a_private_key_readable_by_others_and_not_about_0600() {
+    let pki = sipura_pki();
+    set_mode(&pki.path("sipura.key"), 0o644);
+    set_mode(&pki.path("other.key"), 0o600);
+    let path = pki.write(
+        "config.yaml",
+        r#"
+backends:
+  prov: { address: "127.0.0.1:9" }
+certificates:
+  sipura: { chain: sipura.pem, key: sipura.key }
+  other: { chain: other.pem, key: other.key }
+listeners:
+  - { name: a, bind: ["127.0.0.2:8443"], certificate: sipura, tls: legacy, backend: prov }
+  - { name: b, bind: ["127.0.0.3:8443"], certificate: other, tls: legacy, backend: prov }
+"#,
+    );
+    let path = path.to_str().unwrap();
+    let (code, out, err) = run_bin(&["check", "--json", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report = json(&out);
+    assert_eq!(codes(&report), ["key_readable_by_others"], "{out}");
+    let w = &report["warnings"][0];
+    assert_eq!(w["certificate"], "sipura");
+    let message = w["message"].as_str().unwrap();
+    let key_file = pki.path("sipura.key").display().to_string();
+    assert!(
+        message.contains(&key_file) && message.contains("mode 0644"),
+        "{message}"
+    );
+    let certs = report["certificates"].as_array().unwrap();
+    let mode = |name: &str| {
+        certs.iter().find(|c| c["name"] == name).unwrap()["key_mode"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        (mode("sipura"), mode("other")),
+        ("0644".into(), "0600".into())
+    );
+    // The start-up warning (the same load as `run`) names the file and mode on stderr.
+    assert!(
+        err.contains("readable by group or others") && err.contains(&key_file),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&pki.path("other.key").display().to_string()),
+        "{err}"
+    );
+    // Never key material.
+    let key = std::fs::read_to_string(pki.path("sipura.key")).unwrap();
+    let body_line = key.lines().nth(1).unwrap();
+    for text in [&out, &err] {
+        assert!(!text.contains(body_line) && !text.contains("PRIVATE KEY"));
+    }
+
+    set_mode(&pki.path("sipura.key"), 0o600);
+    let (code, out, err) = run_bin(&["check", "--strict", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("warnings: 0"), "{out}");
+    assert!(out.contains("(mode 0600)"), "{out}");
+}
+
+#[test]
+fn reports_the_dh_group_and_session_tickets_of_each_profile() {
+    let pki = sipura_pki();
+    private_keys(&pki);
+    std::fs::create_dir(pki.path("dh")).unwrap();
+    // A 1024-bit group of our own: the RFC 5114 prime without its subgroup order.
+    let rfc5114 = openssl::dh::Dh::get_1024_160().unwrap();
+    let own = openssl::dh::Dh::from_pqg(
+        rfc5114.prime_p().to_owned().unwrap(),
+        None,
+        rfc5114.generator().to_owned().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(pki.path("dh/own.pem"), own.params_to_pem().unwrap()).unwrap();
+    let path = pki.write(
+        "config.yaml",
+        r#"
+backends:
+  prov: { address: "127.0.0.1:9" }
+certificates:
+  sipura: { chain: sipura.pem, key: sipura.key }
+tls_profiles:
+  own_dh: { base: legacy, dh_params: dh/own.pem, session_tickets: off }
+  fast: { base: legacy, dh_group: rfc5114 }
+  nodhe: { base: own_dh, dh_bits: 0 }
+listeners:
+  - { name: default, bind: ["127.0.0.2:8443"], certificate: sipura, tls: legacy, backend: prov }
+  - { name: own, bind: ["127.0.0.3:8443"], certificate: sipura, tls: own_dh, backend: prov }
+  - { name: fast, bind: ["127.0.0.4:8443"], certificate: sipura, tls: fast, backend: prov }
+  - { name: nodhe, bind: ["127.0.0.5:8443"], certificate: sipura, tls: nodhe, backend: prov }
+"#,
+    );
+    let path = path.to_str().unwrap();
+    let (code, out, err) = run_bin(&["check", "--json", "--strict", "--config", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report = json(&out);
+    let dh = |l: &str| route(&report, l)["dh"].as_str().unwrap().to_string();
+    assert_eq!(
+        dh("default"),
+        "DHE with the fixed 1024-bit RFC 2409 Oakley group 2"
+    );
+    let own_file = pki.path("dh/own.pem").display().to_string();
+    assert_eq!(
+        dh("own"),
+        format!("DHE with the operator's 1024-bit group from {own_file} (dh_params)")
+    );
+    assert_eq!(route(&report, "own")["dh_params"], own_file.as_str());
+    assert!(route(&report, "own")["dh_group"].is_null());
+    assert!(dh("fast").contains("RFC 5114"), "{}", dh("fast"));
+    assert_eq!(dh("nodhe"), "no DHE (dh_bits: 0)");
+    let nodhe = suite_names(route(&report, "nodhe"));
+    assert!(!nodhe.iter().any(|s| s.starts_with("DHE-")), "{nodhe:?}");
+    assert!(suite_names(route(&report, "own")).contains(&"DHE-RSA-DES-CBC3-SHA"));
+    let tickets = |l: &str| route(&report, l)["session_tickets"].as_bool().unwrap();
+    assert_eq!(
+        (tickets("default"), tickets("own"), tickets("nodhe")),
+        (true, false, false)
+    );
+
+    let (_, out, _) = run_bin(&["check", "--config", path]);
+    assert!(
+        out.contains(&format!(
+            "    DH DHE with the operator's 1024-bit group from {own_file} (dh_params)\n    session tickets off\n"
+        )),
+        "{out}"
+    );
+
+    // A broken file is a configuration error naming the key.
+    std::fs::write(pki.path("dh/own.pem"), "not a PEM file\n").unwrap();
+    let (code, _, err) = run_bin(&["check", "--config", path]);
+    assert_eq!(code, 64);
+    assert!(
+        err.contains("tls_profiles.own_dh.dh_params") && err.contains("no PEM 'DH PARAMETERS'"),
+        "{err}"
+    );
 }

@@ -608,6 +608,13 @@ listeners:
     let peer = tcp.local_addr().unwrap().to_string();
     tcp.write_all(&hello[..10]).await.unwrap();
     tcp.shutdown().await.unwrap();
+    // Answered as OpenSSL answers an EOF inside the hello: decode_error, then the close.
+    let mut alert = [0u8; 7];
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut alert))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alert, [0x15, 0x03, 0x01, 0, 2, 2, 50]);
     closed_by_server(tcp).await;
     logs().wait_for(&[&peer, "reason=\"client_closed\""]).await;
 

@@ -53,6 +53,7 @@ const METRICS: &[(&str, &[&str])] = &[
     ("provgate_build_info", &["version", "openssl"]),
     ("provgate_openssl_capability", &["feature"]),
     ("provgate_access_log_dropped_total", &[]),
+    ("provgate_log_suppressed_total", &["reason"]),
     (
         "provgate_refused_connections_total",
         &["listener", "reason"],

@@ -320,9 +320,11 @@ async fn fingerprints_show_the_ja4_and_user_agent_of_a_client() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|u| u == ua),
+            // Stored masked by default (admin.show_device_ids): model and firmware, no MAC.
+            .any(|u| u == "Linksys/SPA-2102-5.2.10 (masked)"),
         "{entry}"
     );
+    assert!(!entry.to_string().contains("88012BA01234"), "{entry}");
     let metrics = admin_get(h.running.admin_addr().unwrap(), "/metrics").await;
     assert_eq!(
         value(

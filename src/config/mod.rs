@@ -127,10 +127,12 @@ impl EngineKind {
 }
 
 /// Cipher order for the legacy engine: RSA key exchange first (old devices list DHE first and
-/// fail on large groups), then DHE with the fixed group, then 3DES; modern suites last, for TLS
-/// 1.2 clients that land on a legacy listener.
+/// fail on large groups), then DHE with the fixed group, then 3DES (RSA, then DHE: 0x000a,
+/// 0x0016); modern suites last, for TLS 1.2 clients that land on a legacy listener. OpenSSL 3
+/// names only: OpenSSL ignores unknown names silently (the pre-1.1.0 `EDH-RSA-DES-CBC3-SHA`
+/// once left 0x0016 out), which `cipher_names_are_openssl3_names` guards against.
 pub const LEGACY_CIPHERS: &str = "AES256-SHA:AES128-SHA:DHE-RSA-AES256-SHA:DHE-RSA-AES128-SHA:\
-DES-CBC3-SHA:EDH-RSA-DES-CBC3-SHA:AES256-GCM-SHA384:AES128-GCM-SHA256:\
+DES-CBC3-SHA:DHE-RSA-DES-CBC3-SHA:AES256-GCM-SHA384:AES128-GCM-SHA256:\
 ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:\
 ECDHE-ECDSA-AES128-GCM-SHA256";
 
@@ -153,8 +155,33 @@ pub struct Profile {
     pub ciphers: String,
     /// 0 = no DHE; otherwise the fixed DH group size used by the legacy engine.
     pub dh_bits: u32,
-    /// Which 1024-bit group (`dh_bits: 1024` only).
+    /// Which 1024-bit group (`dh_bits: 1024` only; ignored when `dh_params` is set).
     pub dh_group: DhGroup,
+    /// The operator's own DH group (`dh_params: FILE`) instead of the built-in one.
+    pub dh_params: Option<DhParams>,
+    /// Session tickets: RFC 5077 tickets on OpenSSL (TLS 1.0-1.2), TLS 1.3 tickets on rustls.
+    /// On by default (what both libraries do unless told otherwise).
+    pub session_tickets: bool,
+}
+
+/// A DH group from an operator's PEM file, checked when the config was loaded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DhParams {
+    /// Resolved against the config file's folder.
+    pub path: PathBuf,
+    /// The file as read (public parameters only).
+    pub pem: Vec<u8>,
+    /// Size of the prime.
+    pub bits: u32,
+}
+
+impl fmt::Debug for DhParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DhParams")
+            .field("path", &self.path)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Profile {
@@ -174,6 +201,8 @@ impl Profile {
             ciphers: LEGACY_CIPHERS.to_string(),
             dh_bits: MAX_LEGACY_DH_BITS,
             dh_group: DhGroup::Rfc2409,
+            dh_params: None,
+            session_tickets: true,
         })
     }
 
@@ -428,11 +457,56 @@ pub struct Reload {
     pub interval: Duration,
 }
 
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The admin listener's settings besides `admin.listen` (defaults without an `admin:`
+/// section); see [`crate::admin`] for how the limits apply. All are read at start only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminOptions {
+    /// Clients allowed to connect (empty: any); others are closed before a byte is read.
+    pub allow: Vec<IpNet>,
+    /// Open admin connections at most; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// A request line and headers must arrive within this (from accept, or from the first
+    /// byte of a later request on a keep-alive connection).
+    pub header_timeout: Duration,
+    /// A connection with no request in progress (or whose peer stops reading) is closed
+    /// after this.
+    pub idle_timeout: Duration,
+    /// `/fingerprints` shows User-Agents unmasked (MACs and serials).
+    pub show_device_ids: bool,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        AdminOptions {
+            allow: Vec::new(),
+            max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
+            header_timeout: DEFAULT_ADMIN_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_ADMIN_IDLE_TIMEOUT,
+            show_device_ids: false,
+        }
+    }
+}
+
+impl AdminOptions {
+    /// Whether a client address may use the admin port (IPv4-mapped IPv6 counts as IPv4).
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+    }
+}
+
 /// A validated configuration. Names used by listeners and routes are known to exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub file: PathBuf,
+    /// Where the admin listener binds (`admin.listen`); none: no admin listener.
     pub admin: Option<SocketAddr>,
+    /// The rest of the `admin:` section.
+    pub admin_options: AdminOptions,
     pub backends: BTreeMap<String, Backend>,
     pub certificates: BTreeMap<String, CertificateSpec>,
     pub profiles: BTreeMap<String, Profile>,
@@ -478,10 +552,13 @@ impl Validator<'_> {
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let admin = raw
-            .admin
-            .map(|a| self.socket_addr("admin.listen", &a.listen))
-            .transpose()?;
+        let (admin, admin_options) = match raw.admin {
+            Some(a) => {
+                let (listen, options) = self.admin(a)?;
+                (Some(listen), options)
+            }
+            None => (None, AdminOptions::default()),
+        };
 
         let mut backends = BTreeMap::new();
         for (name, b) in raw.backends {
@@ -544,6 +621,7 @@ impl Validator<'_> {
         let mut cfg = Config {
             file: self.file.to_path_buf(),
             admin,
+            admin_options,
             backends,
             certificates,
             profiles,
@@ -684,11 +762,86 @@ impl Validator<'_> {
         if let Some(bits) = rp.dh_bits {
             p.dh_bits = bits;
         }
-        if let Some(group) = rp.dh_group {
-            p.dh_group = group;
+        self.dh_settings(&key, rp, &mut p)?;
+        if let Some(t) = rp.session_tickets {
+            p.session_tickets = t.is_on();
         }
         self.check_profile(&key, &p)?;
+        if rp.ciphers.is_some() && matches!(p.engine, EngineKind::Legacy | EngineKind::Auto) {
+            for issue in crate::tls::legacy::cipher_issues(&p.ciphers) {
+                tracing::warn!(
+                    key = %format!("{key}.ciphers"),
+                    "{}: {issue}",
+                    self.file.display()
+                );
+            }
+        }
         Ok(p)
+    }
+
+    /// `dh_group` and `dh_params` (the more specific profile wins over its base; one profile
+    /// may not name both). The file must hold a group no larger than `dh_bits` allows (1024 by
+    /// default, 2048 with `dh_bits: 2048`) and of at least 1024 bits.
+    fn dh_settings(&self, key: &str, rp: &RawProfile, p: &mut Profile) -> Result<(), ConfigError> {
+        if let (Some(_), Some(_)) = (rp.dh_group, &rp.dh_params) {
+            return Err(self.err(
+                format!("{key}.dh_group"),
+                "dh_group picks a built-in group and dh_params names your own; keep one",
+            ));
+        }
+        if let Some(group) = rp.dh_group {
+            p.dh_group = group;
+            p.dh_params = None;
+        }
+        if let Some(file) = &rp.dh_params {
+            let dh_key = format!("{key}.dh_params");
+            if p.dh_bits == 0 {
+                return Err(self.err(
+                    dh_key,
+                    "dh_bits is 0 (no DHE), so no DH group is used; remove one of them",
+                ));
+            }
+            let path = self.file.parent().unwrap_or(Path::new(".")).join(file);
+            let pem = std::fs::read(&path)
+                .map_err(|e| self.err(&dh_key, format!("cannot read {}: {e}", path.display())))?;
+            let bits = crate::tls::legacy::dh_params_bits(&pem)
+                .map_err(|e| self.err(&dh_key, format!("{}: {e}", path.display())))?;
+            p.dh_params = Some(DhParams { path, pem, bits });
+        } else if p.dh_bits == 0 {
+            // An inherited file is dropped with DHE.
+            p.dh_params = None;
+        }
+        if let Some(own) = &p.dh_params {
+            let at = if rp.dh_params.is_some() {
+                format!("{key}.dh_params")
+            } else {
+                format!("{key}.dh_bits")
+            };
+            if own.bits < MAX_LEGACY_DH_BITS {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "{} holds a {}-bit group, weaker than the built-in {MAX_LEGACY_DH_BITS}-bit \
+                         ones; use at least {MAX_LEGACY_DH_BITS} bits",
+                        own.path.display(),
+                        own.bits
+                    ),
+                ));
+            }
+            if own.bits > p.dh_bits {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "{} holds a {}-bit group but dh_bits is {} (old devices fail above \
+                         {MAX_LEGACY_DH_BITS}); set dh_bits: 2048 to serve it anyway",
+                        own.path.display(),
+                        own.bits,
+                        p.dh_bits
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_profile(&self, key: &str, p: &Profile) -> Result<(), ConfigError> {
@@ -715,7 +868,10 @@ impl Validator<'_> {
             }
             EngineKind::Auto | EngineKind::Plain => {}
         }
-        if p.dh_group == DhGroup::Rfc5114 && p.dh_bits != MAX_LEGACY_DH_BITS {
+        if p.dh_group == DhGroup::Rfc5114
+            && p.dh_params.is_none()
+            && p.dh_bits != MAX_LEGACY_DH_BITS
+        {
             return Err(self.err(
                 format!("{key}.dh_group"),
                 format!(
@@ -734,7 +890,45 @@ impl Validator<'_> {
                 ),
             ));
         }
-        Ok(())
+        self.check_ciphers(key, p)
+    }
+
+    /// A cipher string must leave the legacy engine at least one suite for the profile's
+    /// versions on this OpenSSL build; unknown names inside it are warnings only (OpenSSL
+    /// strings mix suite names with keywords such as `HIGH` or `!aNULL`).
+    fn check_ciphers(&self, key: &str, p: &Profile) -> Result<(), ConfigError> {
+        if !matches!(p.engine, EngineKind::Legacy | EngineKind::Auto)
+            || p.legacy_versions().is_empty()
+        {
+            return Ok(());
+        }
+        let no_dhe = if p.dh_bits == 0 {
+            " once DHE is struck (dh_bits: 0)"
+        } else {
+            ""
+        };
+        match crate::tls::legacy::effective_suites(p) {
+            Ok(suites) if !suites.is_empty() => Ok(()),
+            Ok(_) => Err(self.err(
+                format!("{key}.ciphers"),
+                format!(
+                    "'{}' selects no cipher suite that {} can use{no_dhe} on this OpenSSL build",
+                    p.ciphers,
+                    p.legacy_versions()
+                        .iter()
+                        .map(|v| v.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+            Err(why) => Err(self.err(
+                format!("{key}.ciphers"),
+                format!(
+                    "OpenSSL selects no cipher suite from '{}'{no_dhe}: {why}",
+                    p.ciphers
+                ),
+            )),
+        }
     }
 
     fn listener(&self, key: &str, l: RawListener, cfg: &Config) -> Result<Listener, ConfigError> {
@@ -1143,6 +1337,28 @@ impl Validator<'_> {
         }
     }
 
+    fn admin(&self, a: raw::RawAdmin) -> Result<(SocketAddr, AdminOptions), ConfigError> {
+        let listen = self.socket_addr("admin.listen", &a.listen)?;
+        let options = AdminOptions {
+            allow: self.cidrs("admin.allow", &a.allow)?,
+            max_connections: match a.max_connections {
+                Some(0) => return Err(self.err("admin.max_connections", "must be at least 1")),
+                Some(n) => n,
+                None => DEFAULT_ADMIN_MAX_CONNECTIONS,
+            },
+            header_timeout: self.positive(
+                "admin.header_timeout",
+                a.header_timeout.unwrap_or(DEFAULT_ADMIN_HEADER_TIMEOUT),
+            )?,
+            idle_timeout: self.positive(
+                "admin.idle_timeout",
+                a.idle_timeout.unwrap_or(DEFAULT_ADMIN_IDLE_TIMEOUT),
+            )?,
+            show_device_ids: a.show_device_ids.unwrap_or(false),
+        };
+        Ok((listen, options))
+    }
+
     fn socket_addr(&self, key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
         s.parse().map_err(|_| {
             self.err(
@@ -1413,6 +1629,173 @@ listeners:
     }
 
     #[test]
+    fn builtin_cipher_string_names_only_openssl3_suites() {
+        // OpenSSL drops unknown names without a word; 0x0016 was lost to a pre-1.1.0 name.
+        assert_eq!(crate::tls::legacy::cipher_issues(LEGACY_CIPHERS), vec![]);
+        assert!(LEGACY_CIPHERS.contains(":DHE-RSA-DES-CBC3-SHA:"));
+        let c = load("").unwrap();
+        for name in ["legacy", "auto", "modern"] {
+            assert!(c.profiles[name].session_tickets, "{name}");
+            assert_eq!(c.profiles[name].dh_params, None, "{name}");
+        }
+    }
+
+    #[test]
+    fn ciphers_that_select_nothing_are_errors_unknown_names_are_not() {
+        // Unknown words are warnings (check / start-up log); something is still selected.
+        let c =
+            load("tls_profiles:\n  x: { ciphers: \"AES128-SHA:EDH-RSA-DES-CBC3-SHA\" }\n").unwrap();
+        assert_eq!(c.profiles["x"].ciphers, "AES128-SHA:EDH-RSA-DES-CBC3-SHA");
+        for (yaml, says) in [
+            (
+                "x: { ciphers: \"EDH-RSA-DES-CBC3-SHA\" }",
+                "no cipher match",
+            ),
+            ("x: { ciphers: \"AES128-SHA:#bad\" }", "invalid command"),
+            (
+                "x: { versions: [tls1.0], ciphers: \"AES128-GCM-SHA256\" }",
+                "that tls1.0 can use",
+            ),
+            (
+                "x: { dh_bits: 0, ciphers: \"DHE-RSA-AES128-SHA\" }",
+                "once DHE is struck (dh_bits: 0)",
+            ),
+        ] {
+            let e = err(&format!("tls_profiles:\n  {yaml}\n"));
+            assert!(
+                e.contains("tls_profiles.x.ciphers") && e.contains(says),
+                "{yaml}: {e}"
+            );
+        }
+        // The modern engine ignores the string.
+        load("tls_profiles:\n  m: { base: modern, ciphers: \"NOPE\" }\n").unwrap();
+    }
+
+    #[test]
+    fn session_tickets_on_off() {
+        let c = load(
+            "tls_profiles:\n  a: { session_tickets: off }\n  b: { base: a }\n  \
+             c: { base: a, session_tickets: on }\n  d: { session_tickets: false }\n",
+        )
+        .unwrap();
+        let on = |n: &str| c.profiles[n].session_tickets;
+        assert_eq!(
+            (on("a"), on("b"), on("c"), on("d")),
+            (false, false, true, false)
+        );
+        let e = err("tls_profiles:\n  a: { session_tickets: maybe }\n");
+        assert!(
+            e.contains("tls_profiles.a.session_tickets") && e.contains("on or off"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dh_params_files_resolve_beside_the_config_and_are_checked() {
+        use openssl::bn::BigNum;
+        use openssl::dh::Dh;
+        let dir = tempfile::tempdir().unwrap();
+        let pem = |p: BigNum| {
+            Dh::from_pqg(p, None, BigNum::from_u32(2).unwrap())
+                .unwrap()
+                .params_to_pem()
+                .unwrap()
+        };
+        std::fs::create_dir(dir.path().join("dh")).unwrap();
+        let files = [
+            (
+                "dh/1024.pem",
+                pem(BigNum::get_rfc2409_prime_1024().unwrap()),
+            ),
+            ("2048.pem", pem(BigNum::get_rfc3526_prime_2048().unwrap())),
+            ("768.pem", pem(BigNum::get_rfc2409_prime_768().unwrap())),
+            ("composite.pem", {
+                let mut p = BigNum::get_rfc2409_prime_1024().unwrap();
+                p.add_word(1).unwrap();
+                pem(p)
+            }),
+            (
+                "junk.pem",
+                b"-----BEGIN DH PARAMETERS-----\nnope\n".to_vec(),
+            ),
+        ];
+        for (name, bytes) in &files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let file = dir.path().join("config.yaml");
+        let load =
+            |profiles: &str| Config::from_yaml(&file, &format!("{BASE}tls_profiles:\n{profiles}"));
+        let err = |profiles: &str| load(profiles).unwrap_err().to_string();
+
+        let c = load(
+            "  own: { dh_params: dh/1024.pem }\n  big: { dh_bits: 2048, dh_params: 2048.pem }\n  \
+             child: { base: own }\n  nodhe: { base: own, dh_bits: 0 }\n  \
+             back: { base: own, dh_group: rfc5114 }\n",
+        )
+        .unwrap();
+        let own = c.profiles["own"].dh_params.as_ref().unwrap();
+        assert_eq!(own.path, dir.path().join("dh/1024.pem"));
+        assert_eq!(own.bits, 1024);
+        assert_eq!(c.profiles["big"].dh_params.as_ref().unwrap().bits, 2048);
+        assert_eq!(c.profiles["child"].dh_params, c.profiles["own"].dh_params);
+        assert_eq!(c.profiles["nodhe"].dh_params, None, "no DHE drops the file");
+        assert_eq!(
+            c.profiles["back"].dh_params, None,
+            "a built-in group replaces it"
+        );
+        assert_eq!(c.profiles["back"].dh_group, DhGroup::Rfc5114);
+
+        for (profiles, key, says) in [
+            (
+                "  x: { dh_params: 2048.pem }\n",
+                "x.dh_params",
+                "set dh_bits: 2048",
+            ),
+            (
+                "  x: { dh_bits: 2048, dh_params: 2048.pem }\n  y: { base: x, dh_bits: 1024 }\n",
+                "y.dh_bits",
+                "2048-bit group but dh_bits is 1024",
+            ),
+            (
+                "  x: { dh_params: 768.pem }\n",
+                "x.dh_params",
+                "768-bit group, weaker",
+            ),
+            (
+                "  x: { dh_params: composite.pem }\n",
+                "x.dh_params",
+                "not prime",
+            ),
+            (
+                "  x: { dh_params: junk.pem }\n",
+                "x.dh_params",
+                "no PEM 'DH PARAMETERS'",
+            ),
+            (
+                "  x: { dh_params: missing.pem }\n",
+                "x.dh_params",
+                "cannot read",
+            ),
+            (
+                "  x: { dh_bits: 0, dh_params: dh/1024.pem }\n",
+                "x.dh_params",
+                "dh_bits is 0",
+            ),
+            (
+                "  x: { dh_group: rfc5114, dh_params: dh/1024.pem }\n",
+                "x.dh_group",
+                "keep one",
+            ),
+        ] {
+            let e = err(profiles);
+            assert!(
+                e.contains(&format!("tls_profiles.{key}")) && e.contains(says),
+                "{profiles}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn errors_name_the_key_path() {
         let e = err("    routes:\n      - match: { sni: [\"bad name!\"] }\n");
         assert!(e.contains("listeners[0].routes[0].match.sni[0]"), "{e}");
@@ -1456,5 +1839,137 @@ listeners:
             r.matches.sni,
             vec![SniPattern::Wildcard("example.net".into())]
         );
+    }
+}
+
+#[cfg(test)]
+mod admin_tests {
+    use super::*;
+
+    const BASE: &str = r#"
+backends:
+  b: { address: "127.0.0.1:8080" }
+certificates:
+  c: { chain: c.pem, key: c.key }
+listeners:
+  - { name: l, bind: ["127.0.0.1:8443"], certificate: c, backend: b }
+"#;
+
+    fn load(admin: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(
+            Path::new("/etc/provgate/config.yaml"),
+            &format!("{BASE}admin: {admin}\n"),
+        )
+    }
+
+    fn err(admin: &str) -> String {
+        load(admin).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn admin_defaults() {
+        let c = load(r#"{ listen: "0.0.0.0:9900" }"#).unwrap();
+        assert_eq!(c.admin, Some("0.0.0.0:9900".parse().unwrap()));
+        let o = &c.admin_options;
+        assert_eq!(o, &AdminOptions::default());
+        assert!(o.allow.is_empty());
+        assert_eq!(o.max_connections, 64);
+        assert_eq!(o.header_timeout, Duration::from_secs(5));
+        assert_eq!(o.idle_timeout, Duration::from_secs(30));
+        assert!(!o.show_device_ids);
+        assert!(o.admits("192.0.2.1".parse().unwrap()));
+        // No admin section: no listener, and the same defaults (device ids masked).
+        let c = Config::from_yaml(Path::new("/c.yaml"), BASE).unwrap();
+        assert_eq!(c.admin, None);
+        assert_eq!(c.admin_options, AdminOptions::default());
+    }
+
+    #[test]
+    fn admin_keys_are_read() {
+        let c = load(
+            r#"{ listen: "127.0.0.1:9900", allow: ["10.0.0.0/8", "192.0.2.7", "fd00::/8"], max_connections: 4, header_timeout: 1s, idle_timeout: 2m, show_device_ids: true }"#,
+        )
+        .unwrap();
+        let o = &c.admin_options;
+        assert_eq!(
+            o.allow,
+            ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+                .iter()
+                .map(|s| s.parse::<IpNet>().unwrap())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(o.max_connections, 4);
+        assert_eq!(o.header_timeout, Duration::from_secs(1));
+        assert_eq!(o.idle_timeout, Duration::from_secs(120));
+        assert!(o.show_device_ids);
+        for (ip, admitted) in [
+            ("10.1.2.3", true),
+            ("::ffff:10.1.2.3", true),
+            ("192.0.2.7", true),
+            ("::ffff:192.0.2.8", false),
+            ("127.0.0.1", false),
+            ("fd12::1", true),
+            ("::1", false),
+        ] {
+            assert_eq!(o.admits(ip.parse().unwrap()), admitted, "{ip}");
+        }
+    }
+
+    #[test]
+    fn admin_errors_name_the_key() {
+        for (admin, key, says) in [
+            (
+                r#"{ listen: "127.0.0.1:9900", allow: ["10.0.0.0/8", "10.0.0.0/33"] }"#,
+                "admin.allow[1]: '10.0.0.0/33' is not an IP address or CIDR",
+                "",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", allow: [localhost] }"#,
+                "admin.allow[0]",
+                "not an IP address or CIDR",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", max_connections: 0 }"#,
+                "admin.max_connections",
+                "at least 1",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", header_timeout: 0s }"#,
+                "admin.header_timeout",
+                "greater than zero",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", idle_timeout: 0ms }"#,
+                "admin.idle_timeout",
+                "greater than zero",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", idle_timeout: soon }"#,
+                "admin.idle_timeout",
+                "",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", max_connections: -1 }"#,
+                "admin.max_connections",
+                "",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", show_device_ids: maybe }"#,
+                "admin.show_device_ids",
+                "",
+            ),
+            (
+                r#"{ listen: "127.0.0.1:9900", allow_from: [] }"#,
+                "admin",
+                "unknown field `allow_from`",
+            ),
+            (r#"{ listen: "localhost:9900" }"#, "admin.listen", "IP:port"),
+        ] {
+            let e = err(admin);
+            assert!(
+                e.starts_with("/etc/provgate/config.yaml: ") && e.contains(key) && e.contains(says),
+                "{admin}: {e}"
+            );
+        }
     }
 }

@@ -150,10 +150,23 @@ pub struct RawIdentityHeaders {
     pub generic: Option<String>,
 }
 
+/// The admin listener (`/healthz`, `/readyz`, `/metrics`, `/fingerprints`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
+    /// Client addresses/CIDRs allowed to connect; empty or absent: any.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub header_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Show MACs and serials in `/fingerprints` User-Agents (masked by default).
+    #[serde(default)]
+    pub show_device_ids: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +202,49 @@ pub struct RawProfile {
     pub dh_bits: Option<u32>,
     #[serde(default)]
     pub dh_group: Option<DhGroup>,
+    /// A PEM file with the operator's own DH group (nginx's `ssl_dhparam`), replacing the
+    /// built-in one; relative to the config file's folder.
+    #[serde(default)]
+    pub dh_params: Option<PathBuf>,
+    /// Session tickets: `on` (the default) or `off`.
+    #[serde(default)]
+    pub session_tickets: Option<OnOff>,
+}
+
+/// A switch written `on` or `off` (YAML booleans are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+impl<'de> Deserialize<'de> for OnOff {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = OnOff;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("on or off")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<OnOff, E> {
+                Ok(if v { OnOff::On } else { OnOff::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OnOff, E> {
+                match v {
+                    "on" => Ok(OnOff::On),
+                    "off" => Ok(OnOff::Off),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Which fixed 1024-bit DH group the legacy engine offers.

@@ -59,6 +59,36 @@ pub struct LoadedCert {
     /// The chain and key for rustls, or why rustls cannot use this key.
     pub rustls: Result<Arc<CertifiedKey>, String>,
     pub info: CertInfo,
+    /// The key file, and its permission bits when it was read from disk.
+    pub key_file: PathBuf,
+    pub key_mode: Option<u32>,
+}
+
+/// Permission bits that let anyone but the owner at a private key file.
+pub const KEY_MODE_TOO_OPEN: u32 = 0o077;
+
+/// A key file's permission bits (`0o600`), following symlinks; `None` off Unix or when it
+/// cannot be read.
+pub fn file_mode(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+impl LoadedCert {
+    /// The key file's mode when group or others have any access to it (`0644`, `0640`).
+    pub fn key_too_open(&self) -> Option<u32> {
+        self.key_mode.filter(|m| m & KEY_MODE_TOO_OPEN != 0)
+    }
 }
 
 impl std::fmt::Debug for LoadedCert {
@@ -75,7 +105,19 @@ impl LoadedCert {
     pub fn load(spec: &CertificateSpec) -> Result<LoadedCert, CertError> {
         let chain_pem = read(&spec.chain)?;
         let key_pem = read(&spec.key)?;
-        Self::from_pem(&spec.name, &spec.chain, &chain_pem, &spec.key, &key_pem)
+        let mut cert = Self::from_pem(&spec.name, &spec.chain, &chain_pem, &spec.key, &key_pem)?;
+        cert.key_mode = file_mode(&spec.key);
+        if let Some(mode) = cert.key_too_open() {
+            tracing::warn!(
+                certificate = %spec.name,
+                file = %spec.key.display(),
+                mode = %format!("{mode:04o}"),
+                "private key file {} is readable by group or others (mode {mode:04o}); \
+                 chmod 600 it",
+                spec.key.display()
+            );
+        }
+        Ok(cert)
     }
 
     pub fn from_pem(
@@ -118,6 +160,8 @@ impl LoadedCert {
             key,
             rustls,
             info,
+            key_file: key_path.to_path_buf(),
+            key_mode: None,
         })
     }
 }

@@ -1,4 +1,7 @@
 //! The modern engine: rustls (ring provider), TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+//!
+//! The server picks the suite ([`suite_order`], `ignore_client_order`), like the legacy
+//! engine does with `CIPHER_SERVER_PREFERENCE`.
 
 use std::sync::Arc;
 
@@ -14,6 +17,37 @@ use super::client_auth::ClientVerifier;
 use super::Reason;
 use crate::config::{Profile, TlsVersion};
 use crate::hello::{ClientHello, ProtocolVersion};
+
+/// The suites rustls offers, in the server's order of preference: AES-256-GCM, AES-128-GCM,
+/// then ChaCha20-Poly1305, for TLS 1.3 and for TLS 1.2; in TLS 1.2 ECDHE-RSA before
+/// ECDHE-ECDSA, as in the legacy engine's list (only the ones the certificate's key can sign
+/// for are candidates, so RSA-vs-ECDSA order never decides anything). rustls's own default
+/// list has the same AES-256 > AES-128 > ChaCha20 order but lets the client decide.
+pub fn suite_order() -> Vec<SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    vec![
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+}
+
+/// The IANA names of [`suite_order`], in order (for `check`).
+pub fn suite_names() -> Vec<&'static str> {
+    suite_order()
+        .iter()
+        .filter_map(|s| s.suite().as_str())
+        .collect()
+}
+
+/// What rustls sends after a TLS 1.3 handshake when tickets are on (its own default).
+const TLS13_TICKETS: usize = 2;
 
 /// A rustls server config for one (certificate, profile) pair.
 pub struct ModernContext {
@@ -66,7 +100,10 @@ impl ModernContext {
                 profile.name
             ));
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            cipher_suites: suite_order(),
+            ..rustls::crypto::ring::default_provider()
+        });
         let suites = provider.cipher_suites.clone();
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&protocol_versions)
@@ -77,6 +114,15 @@ impl ModernContext {
         };
         let mut config = builder.with_cert_resolver(Arc::new(OneCert(key.clone())));
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.ignore_client_order = true;
+        // TLS 1.2: rustls's default ticketer never issues RFC 5077 tickets (resumption by
+        // session ID from its cache); TLS 1.3: it sends TLS13_TICKETS tickets backed by that
+        // cache. `session_tickets: off` stops the TLS 1.3 ones too.
+        config.send_tls13_tickets = if profile.session_tickets {
+            TLS13_TICKETS
+        } else {
+            0
+        };
         let key_algorithm = key.key.algorithm();
         Ok(ModernContext {
             acceptor: TlsAcceptor::from(Arc::new(config)),

@@ -433,3 +433,20 @@ where
     assert_eq!(body.len(), len, "read past the response (pipelined bytes?)");
     (status, head, String::from_utf8_lossy(&body).into_owned())
 }
+
+/// Set a file's permission bits (e.g. 0o600).
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Make every `*.key` file of the PKI folder owner-only (0600), as an operator should: the
+/// files are written with the process umask, which usually leaves them 0644.
+pub fn private_keys(pki: &Pki) {
+    for entry in std::fs::read_dir(pki.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "key") {
+            set_mode(&path, 0o600);
+        }
+    }
+}
