@@ -61,3 +61,43 @@ pub fn explain(status: u16, backend: &str) -> String {
         _ => "the request could not be served".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(t: ErrorType) -> Box<Error> {
+        Error::new(t).into_up()
+    }
+
+    fn down(t: ErrorType) -> Box<Error> {
+        Error::new(t).into_down()
+    }
+
+    #[test]
+    fn failures_map_onto_the_status_a_device_sees() {
+        assert_eq!(status_for(&up(ErrorType::ConnectTimedout)), Some(504));
+        assert_eq!(status_for(&up(ErrorType::ReadTimedout)), Some(504));
+        assert_eq!(status_for(&up(ErrorType::WriteTimedout)), Some(504));
+        assert_eq!(status_for(&up(ErrorType::ConnectRefused)), Some(502));
+        assert_eq!(status_for(&up(ErrorType::InvalidHTTPHeader)), Some(502));
+        assert_eq!(status_for(&down(ErrorType::InvalidHTTPHeader)), Some(400));
+        // The client is gone: nothing to send.
+        assert_eq!(status_for(&down(ErrorType::ConnectionClosed)), None);
+        assert_eq!(status_for(&down(ErrorType::ReadError)), None);
+        assert_eq!(status_for(&down(ErrorType::ReadTimedout)), Some(400));
+        assert_eq!(
+            status_for(&Error::new(ErrorType::HTTPStatus(413))),
+            Some(413)
+        );
+        assert_eq!(status_for(&Error::new(ErrorType::InternalError)), Some(500));
+    }
+
+    #[test]
+    fn every_status_has_a_sentence() {
+        for code in [400, 413, 431, 502, 504] {
+            assert!(!explain(code, "prov").is_empty());
+        }
+        assert!(explain(502, "prov").contains("'prov'"));
+    }
+}
