@@ -41,8 +41,8 @@ pub struct IdentityRt {
     pub headers: IdentityHeaders,
     pub forward_chain: bool,
     pub mac_path: regex::Regex,
-    pub preset: crate::identity_headers::Preset,
-    pub dn_format: crate::identity_headers::DnFormat,
+    pub preset: crate::identity::headers::Preset,
+    pub dn_format: crate::identity::headers::DnFormat,
     /// Extra client header names to strip (lower-case).
     pub strip_request_headers: Vec<String>,
 }

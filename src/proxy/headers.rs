@@ -43,7 +43,7 @@ pub fn strip_spoofable(req: &mut RequestHeader, conn: &ConnInfo) {
         .filter(|name| {
             let n = name.as_str();
             is_forwarding_header(n)
-                || crate::identity_headers::is_identity_header(n, &identity.strip_request_headers)
+                || crate::identity::headers::is_identity_header(n, &identity.strip_request_headers)
                 || identity
                     .headers
                     .all()
@@ -87,7 +87,7 @@ pub fn set_forwarding(req: &mut RequestHeader, conn: &ConnInfo) -> Result<()> {
     req.insert_header("X-Forwarded-Proto", proto)?;
     req.insert_header("X-Forwarded-Port", conn.local.port().to_string())?;
     let id = &conn.route.identity;
-    for (name, value) in crate::identity_headers::headers(
+    for (name, value) in crate::identity::headers::headers(
         &conn.identity,
         id.preset,
         id.dn_format,

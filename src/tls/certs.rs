@@ -3,13 +3,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
-use openssl::x509::{X509NameRef, X509};
+use openssl::x509::X509;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use super::x509::{self, X509Error};
 use crate::config::CertificateSpec;
+
+// Paths kept for check.rs and snapshot.rs; the helpers live in [`super::x509`].
+pub use super::x509::{asn1_to_unix, common_name, name_to_string};
 
 /// Why a certificate or key could not be used. Never carries key material.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +36,22 @@ pub enum CertError {
         what: &'static str,
         detail: String,
     },
+}
+
+impl From<X509Error> for CertError {
+    fn from(e: X509Error) -> Self {
+        match e {
+            X509Error::Read { path, source } => CertError::Read { path, source },
+            X509Error::Parse { path, detail } => CertError::NoCertificate {
+                path,
+                detail: format!(" ({detail})"),
+            },
+            X509Error::Empty { path } => CertError::NoCertificate {
+                path,
+                detail: String::new(),
+            },
+        }
+    }
 }
 
 /// What an operator wants to see about a certificate (`provgate check`, logs).
@@ -127,10 +146,7 @@ impl LoadedCert {
         key_path: &Path,
         key_pem: &[u8],
     ) -> Result<LoadedCert, CertError> {
-        let chain = X509::stack_from_pem(chain_pem).map_err(|e| CertError::NoCertificate {
-            path: chain_path.to_path_buf(),
-            detail: format!(" ({e})"),
-        })?;
+        let chain = x509::parse_pem_certs(chain_path, chain_pem)?;
         let Some(leaf) = chain.first() else {
             return Err(CertError::NoCertificate {
                 path: chain_path.to_path_buf(),
@@ -194,15 +210,6 @@ fn rustls_key(chain: &[X509], key: &PKey<Private>) -> Result<Arc<CertifiedKey>, 
     Ok(Arc::new(CertifiedKey::new(certs, signer)))
 }
 
-/// Seconds since the Unix epoch for an ASN.1 time (0 if OpenSSL cannot compute it).
-pub fn asn1_to_unix(t: &openssl::asn1::Asn1TimeRef) -> i64 {
-    openssl::asn1::Asn1Time::from_unix(0)
-        .ok()
-        .and_then(|epoch| epoch.diff(t).ok())
-        .map(|d| i64::from(d.days) * 86_400 + i64::from(d.secs))
-        .unwrap_or(0)
-}
-
 pub fn describe_key<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> String {
     let kind = match key.id() {
         Id::RSA => "RSA",
@@ -215,11 +222,7 @@ pub fn describe_key<T: openssl::pkey::HasPublic>(key: &PKey<T>) -> String {
 }
 
 fn inspect(leaf: &X509, key: &PKey<Private>, chain_len: usize) -> CertInfo {
-    let serial = leaf
-        .serial_number()
-        .to_bn()
-        .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
-        .unwrap_or_default();
+    let serial = x509::serial_hex(leaf);
     let not_after_unix = asn1_to_unix(leaf.not_after());
     CertInfo {
         subject: name_to_string(leaf.subject_name()),
@@ -238,35 +241,4 @@ fn inspect(leaf: &X509, key: &PKey<Private>, chain_len: usize) -> CertInfo {
             .to_string(),
         chain_len,
     }
-}
-
-/// A one-line distinguished name, most significant first ("C=US, O=Sipura, CN=...").
-/// The subject's first CN, when it is text.
-pub fn common_name(cert: &openssl::x509::X509Ref) -> Option<String> {
-    cert.subject_name()
-        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
-        .next()
-        .and_then(|e| e.data().to_string().ok())
-}
-
-pub fn name_to_string(name: &X509NameRef) -> String {
-    name.entries()
-        .map(|e| {
-            let key = match e.object().nid() {
-                Nid::COMMONNAME => "CN".to_string(),
-                Nid::ORGANIZATIONNAME => "O".to_string(),
-                Nid::ORGANIZATIONALUNITNAME => "OU".to_string(),
-                Nid::COUNTRYNAME => "C".to_string(),
-                Nid::STATEORPROVINCENAME => "ST".to_string(),
-                Nid::LOCALITYNAME => "L".to_string(),
-                nid => nid
-                    .short_name()
-                    .map(str::to_string)
-                    .unwrap_or_else(|_| e.object().to_string()),
-            };
-            let value = e.data().to_string().unwrap_or_else(|_| "?".to_string());
-            format!("{key}={value}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

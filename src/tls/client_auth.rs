@@ -75,21 +75,7 @@ impl ClientVerifier {
         }
         let mut roots = Vec::new();
         for path in &auth.ca {
-            let pem = std::fs::read(path).map_err(|source| CertError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            let certs = X509::stack_from_pem(&pem).map_err(|e| CertError::NoCertificate {
-                path: path.clone(),
-                detail: format!(" ({e})"),
-            })?;
-            if certs.is_empty() {
-                return Err(CertError::NoCertificate {
-                    path: path.clone(),
-                    detail: String::new(),
-                });
-            }
-            roots.extend(certs);
+            roots.extend(super::x509::load_pem_certs(path)?);
         }
         let first = auth
             .ca

@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client_auth;
 pub mod legacy;
 pub mod modern;
+pub mod x509;
 
 use std::io;
 use std::pin::Pin;
