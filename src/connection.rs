@@ -65,6 +65,22 @@ impl Drop for OpenGuard {
     }
 }
 
+/// One accepted connection on its way to HTTP: where it arrived, who it is from, and what has
+/// been learned so far (for the one log line a failure gets).
+struct Connection<'a> {
+    listener: &'a ListenerRt,
+    telemetry: &'a Telemetry,
+    limits: &'a Limits,
+    /// The address the TCP connection came from.
+    tcp_peer: SocketAddr,
+    local: SocketAddr,
+    /// The client: the TCP peer, or the address a trusted PROXY header carries.
+    client: SocketAddr,
+    /// The parsed hello and its JA4, kept when the handshake fails.
+    hello: Option<(ClientHello, String)>,
+    route: Option<Arc<RouteRt>>,
+}
+
 /// Serve one accepted TCP connection to the end.
 pub async fn serve(
     tcp: TcpStream,
@@ -90,18 +106,24 @@ pub async fn serve(
             return;
         }
     };
-    let mut seen = Seen::default();
+    let mut conn = Connection {
+        listener: &listener,
+        telemetry: &telemetry,
+        limits: &limits,
+        tcp_peer: peer,
+        local,
+        client: peer,
+        hello: None,
+        route: None,
+    };
     let limit = listener.handshake_timeout;
-    let established = tokio::time::timeout(
-        limit,
-        establish(tcp, peer, local, &listener, &telemetry, &limits, &mut seen),
-    )
-    .await
-    .unwrap_or(Err(ConnError::Timeout(limit)));
+    let established = tokio::time::timeout(limit, conn.establish(tcp))
+        .await
+        .unwrap_or(Err(ConnError::Timeout(limit)));
     let stream = match established {
         Ok(s) => s,
         Err(e) => {
-            failed(&e, &seen, &listener, peer, local, &telemetry);
+            conn.failed(&e);
             return;
         }
     };
@@ -135,214 +157,188 @@ fn handshake_done(info: &ConnInfo, name: &str, started: Instant, telemetry: &Tel
     );
 }
 
-/// What was learned before a failure, for its log line.
-#[derive(Default)]
-struct Seen {
-    hello: Option<(ClientHello, String)>,
-    route: Option<Arc<RouteRt>>,
-    /// The client address from a PROXY header, when there was one.
-    client: Option<SocketAddr>,
-}
+impl Connection<'_> {
+    /// PROXY header, allow/deny, then (TLS listeners) hello -> route -> handshake, or (plain
+    /// listeners) route on addresses alone.
+    async fn establish(&mut self, mut tcp: TcpStream) -> Result<ProxyStream, ConnError> {
+        let listener = self.listener;
+        let mut early = bytes::BytesMut::new();
+        if listener.proxy_protocol != ProxyProtocol::Off {
+            let tcp_peer = self.tcp_peer.ip().to_canonical();
+            if !listener
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&tcp_peer))
+            {
+                return Err(ConnError::UntrustedProxy(tcp_peer));
+            }
+            let (client, rest) =
+                proxy_protocol::read_header(&mut tcp, listener.proxy_protocol).await?;
+            if let Some(client) = client {
+                self.client = client;
+            }
+            early = rest;
+        }
+        if !listener.access.admits(self.client.ip()) {
+            return Err(ConnError::Denied(self.client.ip()));
+        }
+        if listener.plain {
+            return self.plain(tcp, early);
+        }
+        let (hello, bytes) = sniff::read_hello(&mut tcp, early).await?;
+        let ja4 = fingerprint::ja4(&hello);
+        self.telemetry.metrics.hello(&listener.name, &hello);
+        self.telemetry.fingerprints.connection(&ja4, &hello);
+        let route = self.route(hello.sni.as_deref(), Some((&hello, &ja4)))?;
+        let tls = match route.tls.accept(&hello, Replay::new(bytes, tcp)).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                self.hello = Some((hello, ja4));
+                return Err(ConnError::Handshake(e));
+            }
+        };
+        if let Some(bits) = tls.dh_bits() {
+            self.telemetry
+                .metrics
+                .dhe_handshakes
+                .with_label_values(&[&*listener.name, &bits.to_string()])
+                .inc();
+        }
+        let info = ConnInfo {
+            identity: route.tls.identity(&tls),
+            engine: tls.engine(),
+            version: tls.version(),
+            cipher: tls.cipher(),
+            sni: hello.sni.clone(),
+            ja4,
+            ..self.info(route)
+        };
+        Ok(ProxyStream::new(tls, info))
+    }
 
-async fn establish(
-    mut tcp: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    listener: &ListenerRt,
-    telemetry: &Telemetry,
-    limits: &Limits,
-    seen: &mut Seen,
-) -> Result<ProxyStream, ConnError> {
-    // The real client: the peer, or the address a trusted PROXY header carries.
-    let mut early = bytes::BytesMut::new();
-    let mut peer = peer;
-    if listener.proxy_protocol != ProxyProtocol::Off {
-        let tcp_peer = peer.ip().to_canonical();
-        if !listener
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&tcp_peer))
-        {
-            return Err(ConnError::UntrustedProxy(tcp_peer));
-        }
-        let (client, rest) = proxy_protocol::read_header(&mut tcp, listener.proxy_protocol).await?;
-        if let Some(client) = client {
-            peer = client;
-        }
-        early = rest;
+    /// A `tls: plain` listener: route on addresses alone and hand the bytes (with whatever
+    /// followed a PROXY header) straight to HTTP.
+    fn plain(&mut self, tcp: TcpStream, early: bytes::BytesMut) -> Result<ProxyStream, ConnError> {
+        let route = self.route(None, None)?;
+        Ok(ProxyStream::new(
+            crate::tls::TlsStream::Plain(Replay::new(early, tcp)),
+            self.info(route),
+        ))
     }
-    seen.client = Some(peer);
-    if !listener.access.admits(peer.ip()) {
-        return Err(ConnError::Denied(peer.ip()));
-    }
-    if listener.plain {
-        return plain(tcp, early, peer, local, listener, limits, seen);
-    }
-    let (hello, bytes) = sniff::read_hello(&mut tcp, early).await?;
-    let ja4 = fingerprint::ja4(&hello);
-    telemetry.metrics.hello(&listener.name, &hello);
-    telemetry.fingerprints.connection(&ja4, &hello);
-    let route = listener
-        .route(&ConnFacts {
-            local: local.ip(),
-            source: peer.ip(),
-            sni: hello.sni.as_deref(),
-            hello: Some((&hello, &ja4)),
-        })
-        .clone();
-    seen.route = Some(route.clone());
-    if !route.access.admits(peer.ip()) {
-        return Err(ConnError::Denied(peer.ip()));
-    }
-    let tls = match route.tls.accept(&hello, Replay::new(bytes, tcp)).await {
-        Ok(tls) => tls,
-        Err(e) => {
-            seen.hello = Some((hello, ja4));
-            return Err(ConnError::Handshake(e));
-        }
-    };
-    if let Some(bits) = tls.dh_bits() {
-        telemetry
-            .metrics
-            .dhe_handshakes
-            .with_label_values(&[&*listener.name, &bits.to_string()])
-            .inc();
-    }
-    let info = ConnInfo {
-        identity: route.tls.identity(&tls),
-        listener: listener.name.clone(),
-        engine: tls.engine(),
-        version: tls.version(),
-        cipher: tls.cipher(),
-        sni: hello.sni.clone(),
-        ja4,
-        route,
-        peer,
-        local,
-        limits: limits.clone(),
-        header_deadline: Default::default(),
-    };
-    Ok(ProxyStream::new(tls, info))
-}
 
-/// A `tls: plain` listener: route on addresses alone and hand the bytes (with whatever
-/// followed a PROXY header) straight to HTTP.
-fn plain(
-    tcp: TcpStream,
-    early: bytes::BytesMut,
-    peer: SocketAddr,
-    local: SocketAddr,
-    listener: &ListenerRt,
-    limits: &Limits,
-    seen: &mut Seen,
-) -> Result<ProxyStream, ConnError> {
-    let route = listener
-        .route(&ConnFacts {
-            local: local.ip(),
-            source: peer.ip(),
+    /// Pick the route (remembered for a failure's log line) and apply its allow/deny lists.
+    fn route(
+        &mut self,
+        sni: Option<&str>,
+        hello: Option<(&ClientHello, &str)>,
+    ) -> Result<Arc<RouteRt>, ConnError> {
+        let route = self
+            .listener
+            .route(&ConnFacts {
+                local: self.local.ip(),
+                source: self.client.ip(),
+                sni,
+                hello,
+            })
+            .clone();
+        self.route = Some(route.clone());
+        if !route.access.admits(self.client.ip()) {
+            return Err(ConnError::Denied(self.client.ip()));
+        }
+        Ok(route)
+    }
+
+    /// The connection's facts for the HTTP phase, as a plain-HTTP connection has them; a TLS
+    /// connection fills in its handshake's.
+    fn info(&self, route: Arc<RouteRt>) -> ConnInfo {
+        ConnInfo {
+            identity: crate::identity::ClientIdentity::none(),
+            listener: self.listener.name.clone(),
+            engine: crate::tls::Engine::Plain,
+            version: "plain",
+            cipher: String::new(),
             sni: None,
-            hello: None,
-        })
-        .clone();
-    seen.route = Some(route.clone());
-    if !route.access.admits(peer.ip()) {
-        return Err(ConnError::Denied(peer.ip()));
-    }
-    let info = ConnInfo {
-        identity: crate::identity::ClientIdentity::none(),
-        listener: listener.name.clone(),
-        engine: crate::tls::Engine::Plain,
-        version: "plain",
-        cipher: String::new(),
-        sni: None,
-        ja4: String::new(),
-        route,
-        peer,
-        local,
-        limits: limits.clone(),
-        header_deadline: Default::default(),
-    };
-    Ok(ProxyStream::new(
-        crate::tls::TlsStream::Plain(Replay::new(early, tcp)),
-        info,
-    ))
-}
-
-/// Count once and log once a connection that ended before HTTP. The count is exact; the line
-/// passes the per-(reason, client network) rate limit ([`crate::metrics::FailureLogLimit`]),
-/// and everything the client controls in it is escaped and capped ([`diagnose::Field`]).
-fn failed(
-    e: &ConnError,
-    seen: &Seen,
-    listener: &ListenerRt,
-    peer: SocketAddr,
-    local: SocketAddr,
-    telemetry: &Telemetry,
-) {
-    let m = &telemetry.metrics;
-    let name: &str = &listener.name;
-    let reason = e.label();
-    let peer = seen.client.unwrap_or(peer);
-    let route = seen.route.as_ref().map_or("-", |r| &*r.name);
-    if matches!(e, ConnError::Denied(_) | ConnError::UntrustedProxy(_)) {
-        m.refused_connections
-            .with_label_values(&[name, reason])
-            .inc();
-        if telemetry.refusal_log.allow() {
-            warn!(listener = name, route, %peer, %local, reason, "connection refused: {e}");
+            ja4: String::new(),
+            route,
+            peer: self.client,
+            local: self.local,
+            limits: self.limits.clone(),
+            header_deadline: Default::default(),
         }
-        return;
     }
-    // Every failure is counted; only the log line is rate-limited.
-    m.handshake_failures
-        .with_label_values(&[name, reason])
-        .inc();
-    if let (ConnError::Handshake(h), Some(_)) = (e, &seen.hello) {
-        m.handshakes
-            .with_label_values(&[name, route, h.engine.name(), "", "", "failure"])
-            .inc();
-    }
-    // At most a few lines per (reason, client network) per window; the next line written
-    // for a key says how many of its lines were dropped.
-    let (suppressed, suppressed_elsewhere) = match telemetry.failure_log.check(reason, peer.ip()) {
-        LogVerdict::Suppress => {
-            m.log_suppressed.with_label_values(&[reason]).inc();
+
+    /// Count once and log once a connection that ended before HTTP. The count is exact; the line
+    /// passes the per-(reason, client network) rate limit ([`crate::metrics::FailureLogLimit`]),
+    /// and everything the client controls in it is escaped and capped ([`diagnose::Field`]).
+    fn failed(&self, e: &ConnError) {
+        let telemetry = self.telemetry;
+        let m = &telemetry.metrics;
+        let name: &str = &self.listener.name;
+        let reason = e.label();
+        let peer = self.client;
+        let local = self.local;
+        let route = self.route.as_ref().map_or("-", |r| &*r.name);
+        if matches!(e, ConnError::Denied(_) | ConnError::UntrustedProxy(_)) {
+            m.refused_connections
+                .with_label_values(&[name, reason])
+                .inc();
+            if telemetry.refusal_log.allow() {
+                warn!(listener = name, route, %peer, %local, reason, "connection refused: {e}");
+            }
             return;
         }
-        LogVerdict::Write {
-            suppressed,
-            suppressed_elsewhere,
-        } => (
-            (suppressed > 0).then_some(suppressed),
-            (suppressed_elsewhere > 0).then_some(suppressed_elsewhere),
-        ),
-    };
-    // Error texts can quote the client (a PROXY header, a library's message): escaped, capped.
-    let error = e.to_string();
-    let Some((hello, ja4)) = &seen.hello else {
+        // Every failure is counted; only the log line is rate-limited.
+        m.handshake_failures
+            .with_label_values(&[name, reason])
+            .inc();
+        if let (ConnError::Handshake(h), Some(_)) = (e, &self.hello) {
+            m.handshakes
+                .with_label_values(&[name, route, h.engine.name(), "", "", "failure"])
+                .inc();
+        }
+        // At most a few lines per (reason, client network) per window; the next line written
+        // for a key says how many of its lines were dropped.
+        let (suppressed, suppressed_elsewhere) =
+            match telemetry.failure_log.check(reason, peer.ip()) {
+                LogVerdict::Suppress => {
+                    m.log_suppressed.with_label_values(&[reason]).inc();
+                    return;
+                }
+                LogVerdict::Write {
+                    suppressed,
+                    suppressed_elsewhere,
+                } => (
+                    (suppressed > 0).then_some(suppressed),
+                    (suppressed_elsewhere > 0).then_some(suppressed_elsewhere),
+                ),
+            };
+        // Error texts can quote the client (a PROXY header, a library's message): escaped, capped.
+        let error = e.to_string();
+        let Some((hello, ja4)) = &self.hello else {
+            warn!(
+                listener = name, route, %peer, %local, reason, suppressed, suppressed_elsewhere,
+                "connection closed before HTTP: {}",
+                diagnose::escape(&error, diagnose::TEXT_MAX)
+            );
+            return;
+        };
+        let detail = diagnose::Field::new(&error, diagnose::TEXT_MAX);
+        let (engine, explanation) = match (e, &self.route) {
+            (ConnError::Handshake(h), Some(r)) => (
+                h.engine.name(),
+                diagnose::explain(h.reason, h.engine, hello, &r.profile, &h.detail),
+            ),
+            _ => ("-", error.clone()),
+        };
         warn!(
-            listener = name, route, %peer, %local, reason, suppressed, suppressed_elsewhere,
-            "connection closed before HTTP: {}",
-            diagnose::escape(&error, diagnose::TEXT_MAX)
+            listener = name, route, %peer, %local, reason, engine,
+            hello_format = ?hello.format,
+            offered_versions = %diagnose::offered_versions(hello),
+            offered_ciphers = %diagnose::offered_ciphers(hello),
+            sni = %diagnose::sni_field(hello), %ja4,
+            %detail, suppressed, suppressed_elsewhere,
+            "handshake failed: {}",
+            diagnose::escape(&explanation, diagnose::TEXT_MAX)
         );
-        return;
-    };
-    let detail = diagnose::Field::new(&error, diagnose::TEXT_MAX);
-    let (engine, explanation) = match (e, &seen.route) {
-        (ConnError::Handshake(h), Some(r)) => (
-            h.engine.name(),
-            diagnose::explain(h.reason, h.engine, hello, &r.profile, &h.detail),
-        ),
-        _ => ("-", error.clone()),
-    };
-    warn!(
-        listener = name, route, %peer, %local, reason, engine,
-        hello_format = ?hello.format,
-        offered_versions = %diagnose::offered_versions(hello),
-        offered_ciphers = %diagnose::offered_ciphers(hello),
-        sni = %diagnose::sni_field(hello), %ja4,
-        %detail, suppressed, suppressed_elsewhere,
-        "handshake failed: {}",
-        diagnose::escape(&explanation, diagnose::TEXT_MAX)
-    );
+    }
 }
