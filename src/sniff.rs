@@ -263,6 +263,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hello::builder::TlsHello;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
@@ -274,18 +275,14 @@ mod tests {
         assert_eq!(out, "hello world");
     }
 
-    /// A minimal TLS ClientHello record (TLS 1.2 body, record version `rv`).
+    /// A minimal TLS ClientHello (TLS 1.2 body, one suite, no extensions).
+    fn minimal_hello() -> TlsHello {
+        TlsHello::new(0x0303, &[0x2f])
+    }
+
+    /// [`minimal_hello`] in one record with record version `rv`.
     fn hello_record(rv: u16) -> Vec<u8> {
-        let mut body = vec![3, 3];
-        body.extend_from_slice(&[7; 32]);
-        body.extend_from_slice(&[0, 0, 2, 0, 0x2f, 1, 0]);
-        let mut msg = vec![1, 0, 0, body.len() as u8];
-        msg.extend_from_slice(&body);
-        let mut r = vec![0x16];
-        r.extend_from_slice(&rv.to_be_bytes());
-        r.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-        r.extend_from_slice(&msg);
-        r
+        minimal_hello().record(rv)
     }
 
     fn verdict(buf: &[u8]) -> SniffError {
@@ -400,11 +397,7 @@ mod tests {
     async fn read_hello_reassembles_a_trickled_hello() {
         let wire = hello_record(0x0301);
         // One byte per write, and also as 1-byte records.
-        let body = &wire[5..];
-        let mut tiny = Vec::new();
-        for b in body {
-            tiny.extend_from_slice(&[0x16, 3, 1, 0, 1, *b]);
-        }
+        let tiny = minimal_hello().fragmented(0x0301, 1, 1);
         for input in [wire.clone(), tiny] {
             let (mut client, mut server) = tokio::io::duplex(16);
             let feed = input.clone();

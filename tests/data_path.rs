@@ -292,24 +292,14 @@ async fn dh_bits_zero_refuses_a_dhe_only_client() {
 
 /// An SSLv2-format ("compat") ClientHello as a PAP2 sends it, offering TLS 1.0.
 fn sslv2_hello() -> Vec<u8> {
-    let specs: [[u8; 3]; 4] = [
-        [0x00, 0x00, 0x35], // AES256-SHA
-        [0x00, 0x00, 0x2f], // AES128-SHA
-        [0x01, 0x00, 0x80], // SSL2_RC4_128_WITH_MD5
-        [0x00, 0x00, 0x05], // RC4-SHA
+    let specs = [
+        0x00_0035, // AES256-SHA
+        0x00_002f, // AES128-SHA
+        0x01_0080, // SSL2_RC4_128_WITH_MD5
+        0x00_0005, // RC4-SHA
     ];
-    let challenge = [0x42u8; 16];
-    let mut body = vec![0x01, 0x03, 0x01]; // CLIENT-HELLO, version 3.1
-    body.extend_from_slice(&((specs.len() * 3) as u16).to_be_bytes());
-    body.extend_from_slice(&0u16.to_be_bytes()); // session id length
-    body.extend_from_slice(&(challenge.len() as u16).to_be_bytes());
-    for s in specs {
-        body.extend_from_slice(&s);
-    }
-    body.extend_from_slice(&challenge);
-    let mut msg = vec![0x80 | (body.len() >> 8) as u8, body.len() as u8];
-    msg.extend_from_slice(&body);
-    msg
+    // Version 3.1, empty session id, a 16-byte challenge.
+    provgate::hello::builder::Sslv2Hello::new(0x0301, &specs).wire()
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
+use provgate::hello::builder::{record, Sslv2Hello, TlsHello};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -32,83 +33,6 @@ listeners:
 }
 
 // ---------------------------------------------------------------- wire builders
-
-/// One TLS record.
-fn record(content_type: u8, version: u16, body: &[u8]) -> Vec<u8> {
-    let mut r = vec![content_type];
-    r.extend_from_slice(&version.to_be_bytes());
-    r.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    r.extend_from_slice(body);
-    r
-}
-
-/// A handshake message in records of at most `first` bytes, then `rest` bytes each.
-fn records(version: u16, msg: &[u8], first: usize, rest: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (head, mut tail) = msg.split_at(first.min(msg.len()));
-    out.extend(record(0x16, version, head));
-    while !tail.is_empty() {
-        let (frag, more) = tail.split_at(rest.min(tail.len()));
-        out.extend(record(0x16, version, frag));
-        tail = more;
-    }
-    out
-}
-
-/// A ClientHello handshake message (header included); `extensions` is the raw block.
-fn hello_msg(version: u16, suites: &[u16], extensions: Option<&[u8]>) -> Vec<u8> {
-    let mut body = version.to_be_bytes().to_vec();
-    body.extend_from_slice(&[0x11; 32]);
-    body.push(0); // session id
-    body.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
-    for s in suites {
-        body.extend_from_slice(&s.to_be_bytes());
-    }
-    body.extend_from_slice(&[1, 0]); // null compression
-    if let Some(ext) = extensions {
-        body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-        body.extend_from_slice(ext);
-    }
-    let mut msg = vec![1];
-    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    msg.extend_from_slice(&body);
-    msg
-}
-
-/// One extension.
-fn ext(ext_type: u16, data: &[u8]) -> Vec<u8> {
-    let mut e = ext_type.to_be_bytes().to_vec();
-    e.extend_from_slice(&(data.len() as u16).to_be_bytes());
-    e.extend_from_slice(data);
-    e
-}
-
-/// A server_name extension carrying `name` as raw bytes.
-fn sni_ext(name: &[u8]) -> Vec<u8> {
-    let mut entry = vec![0];
-    entry.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    entry.extend_from_slice(name);
-    let mut list = (entry.len() as u16).to_be_bytes().to_vec();
-    list.extend_from_slice(&entry);
-    ext(0, &list)
-}
-
-/// An SSLv2-format CLIENT-HELLO with the given 3-byte cipher specs.
-fn sslv2(version: u16, specs: &[u32]) -> Vec<u8> {
-    let challenge = [0x42u8; 16];
-    let mut body = vec![1];
-    body.extend_from_slice(&version.to_be_bytes());
-    body.extend_from_slice(&((specs.len() * 3) as u16).to_be_bytes());
-    body.extend_from_slice(&0u16.to_be_bytes());
-    body.extend_from_slice(&(challenge.len() as u16).to_be_bytes());
-    for s in specs {
-        body.extend_from_slice(&s.to_be_bytes()[1..]);
-    }
-    body.extend_from_slice(&challenge);
-    let mut msg = (0x8000u16 | body.len() as u16).to_be_bytes().to_vec();
-    msg.extend_from_slice(&body);
-    msg
-}
 
 /// 5,000 cipher specs the legacy profile shares none of: RC4 and export suites, then the
 /// unassigned 0x01xx.. range (OpenSSL names none of them).
@@ -224,7 +148,7 @@ async fn failed_sslv2_hellos_with_huge_cipher_lists_log_a_bounded_amount() {
     let backend = backend().await;
     let h = Harness::start(sipura_pki(), &config(backend, listener)).await;
     let addr = h.addr(listener);
-    let hello = sslv2(0x0301, &huge_cipher_list());
+    let hello = Sslv2Hello::new(0x0301, &huge_cipher_list()).wire();
     assert!(hello.len() > 15_000);
 
     // 200 failed handshakes from one client network (127.0.0.0/24), 25 at a time.
@@ -326,10 +250,10 @@ async fn hostile_and_overlong_server_names_are_escaped_and_capped_in_the_log() {
 
     // RC4 only: the legacy profile shares no suite, so the handshake fails and is logged.
     let hostile = b"evil\x1b[2J\r\nWARN forged reason=\"ok\" \xff.test";
-    let hello = hello_msg(0x0301, &[0x0004, 0x0005], Some(&sni_ext(hostile)));
+    let hello = TlsHello::new(0x0301, &[0x0004, 0x0005]).sni(hostile).wire();
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let peer = tcp.local_addr().unwrap();
-    tcp.write_all(&record(0x16, 0x0301, &hello)).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
     read_answer(&mut tcp).await;
     let line = logs()
         .wait_for(&[&tag, "handshake failed", &format!("peer={peer}")])
@@ -346,10 +270,10 @@ async fn hostile_and_overlong_server_names_are_escaped_and_capped_in_the_log() {
     // A plausible but very long name is capped, saying how much was cut.
     let long: String = (0..4).map(|_| format!("{}.", "a".repeat(60))).collect();
     let long = format!("{long}test"); // 248 bytes
-    let hello = hello_msg(0x0301, &[0x0004], Some(&sni_ext(long.as_bytes())));
+    let hello = TlsHello::new(0x0301, &[0x0004]).sni(&long).wire();
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     let peer = tcp.local_addr().unwrap();
-    tcp.write_all(&record(0x16, 0x0301, &hello)).await.unwrap();
+    tcp.write_all(&hello).await.unwrap();
     read_answer(&mut tcp).await;
     let line = logs()
         .wait_for(&[&tag, "handshake failed", &format!("peer={peer}")])
@@ -375,7 +299,7 @@ async fn rejected_hellos_get_the_fatal_alert_openssl_sends_then_the_close() {
     let h = Harness::start(sipura_pki(), &config(backend, listener)).await;
     let ours = h.addr(listener);
     let reference = openssl_reference(&h.pki);
-    let good = hello_msg(0x0303, &[0x002f], None);
+    let good = TlsHello::new(0x0303, &[0x002f]).handshake();
 
     let mut bad_lengths = good.clone();
     bad_lengths[38] = 0xff; // session id length running past the message
@@ -384,8 +308,10 @@ async fn rejected_hellos_get_the_fatal_alert_openssl_sends_then_the_close() {
     over_long.extend_from_slice(&[1, 0, 0, 40, 3, 1]);
     let mut wrong_type = good.clone();
     wrong_type[0] = 2; // a ServerHello from a client
-    let dup = [ext(0xff01, &[0]), ext(0xff01, &[0])].concat();
-    let mut sslv2_long_sid = sslv2(0x0301, &[0x2f]);
+    let dup = TlsHello::new(0x0303, &[0x2f])
+        .ext(0xff01, [0])
+        .ext(0xff01, [0]);
+    let mut sslv2_long_sid = Sslv2Hello::new(0x0301, &[0x2f]).wire();
     sslv2_long_sid[8] = 33;
 
     // (case, input, the alert description OpenSSL sends)
@@ -397,11 +323,9 @@ async fn rejected_hellos_get_the_fatal_alert_openssl_sends_then_the_close() {
         ),
         (
             "malformed: extensions overrun",
-            record(
-                0x16,
-                0x0303,
-                &hello_msg(0x0303, &[0x2f], Some(&[0xff, 1, 0, 5, 0])),
-            ),
+            TlsHello::new(0x0303, &[0x2f])
+                .raw_extensions(&[0xff, 1, 0, 5, 0])
+                .record(0x0303),
             50,
         ),
         (
@@ -431,14 +355,10 @@ async fn rejected_hellos_get_the_fatal_alert_openssl_sends_then_the_close() {
             record(0x15, 0x0303, &[2, 40]),
             10,
         ),
-        (
-            "duplicate extension",
-            record(0x16, 0x0301, &hello_msg(0x0303, &[0x2f], Some(&dup))),
-            47,
-        ),
+        ("duplicate extension", dup.wire(), 47),
         (
             "hello version below SSLv3",
-            record(0x16, 0x0301, &hello_msg(0x0200, &[0x2f], None)),
+            TlsHello::new(0x0200, &[0x2f]).wire(),
             70,
         ),
         ("SSLv2-format: session id over 32 bytes", sslv2_long_sid, 47),
@@ -469,7 +389,7 @@ async fn rejected_hellos_get_the_fatal_alert_openssl_sends_then_the_close() {
         ("truncated record header, then close", vec![0x16, 3, 1]),
         (
             "truncated SSLv2 hello, then close",
-            sslv2(0x0300, &[0x2f])[..10].to_vec(),
+            Sslv2Hello::new(0x0300, &[0x2f]).wire()[..10].to_vec(),
         ),
     ] {
         let (version, description) = alert(&answer(ours, &input, true).await, case);
@@ -512,7 +432,7 @@ async fn bytes_that_are_not_tls_get_no_alert_like_openssl() {
         ("random bytes", vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 2]),
         (
             "record version 2.0",
-            record(0x16, 0x0200, &hello_msg(0x0303, &[0x2f], None)),
+            TlsHello::new(0x0303, &[0x2f]).record(0x0200),
         ),
     ] {
         let a = answer(ours, &input, false).await;
@@ -539,10 +459,10 @@ async fn hellos_as_large_as_tlsfuzzer_sends_and_tiny_fragments_are_served() {
 
     // test-large-hello's largest: a padding extension filling the extensions block
     // (65,583-byte message), first record 2 bytes, then 2^14-byte records.
-    let padding = ext(21, &vec![0u8; 0xffff - 5]);
-    let msg = hello_msg(0x0301, &[0x002f, 0x00ff], Some(&padding));
-    assert!(msg.len() > 65_536 && msg.len() <= provgate::hello::MAX_HELLO_MESSAGE);
-    let wire = records(0x0301, &msg, 2, 16_384);
+    let hello = TlsHello::new(0x0301, &[0x002f, 0x00ff]).ext(21, vec![0u8; 0xffff - 5]);
+    let msg_len = hello.handshake().len();
+    assert!(msg_len > 65_536 && msg_len <= provgate::hello::MAX_HELLO_MESSAGE);
+    let wire = hello.fragmented(0x0301, 2, 16_384);
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(&wire).await.unwrap();
     let mut head = [0u8; 6];
@@ -559,8 +479,7 @@ async fn hellos_as_large_as_tlsfuzzer_sends_and_tiny_fragments_are_served() {
     );
 
     // An ordinary hello with every byte in its own record.
-    let msg = hello_msg(0x0301, &[0x002f], None);
-    let wire = records(0x0301, &msg, 1, 1);
+    let wire = TlsHello::new(0x0301, &[0x002f]).fragmented(0x0301, 1, 1);
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(&wire).await.unwrap();
     let mut head = [0u8; 6];

@@ -67,27 +67,9 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 
 /// A TLS hello with an SNI name, sent raw and abandoned: counted, never a label.
 fn hello_with_sni(name: &str) -> Vec<u8> {
-    let mut ext = Vec::new();
-    let n = name.as_bytes();
-    ext.extend_from_slice(&0u16.to_be_bytes());
-    ext.extend_from_slice(&((n.len() + 5) as u16).to_be_bytes());
-    ext.extend_from_slice(&((n.len() + 3) as u16).to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&(n.len() as u16).to_be_bytes());
-    ext.extend_from_slice(n);
-    let mut body = vec![0x03, 0x01];
-    body.extend_from_slice(&[0x22; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0x00, 0x02, 0x00, 0x2f, 0x01, 0x00]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![0x01, 0x00];
-    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
+    provgate::hello::builder::TlsHello::new(0x0301, &[0x002f])
+        .sni(name)
+        .wire()
 }
 
 #[tokio::test]
