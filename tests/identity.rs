@@ -689,3 +689,43 @@ async fn require_mac_match_covers_form_bodies_and_the_user_agent() {
         .unwrap();
     assert!(text.starts_with("HTTP/1.1 403"), "{text}");
 }
+
+/// rustls under `required` refuses a certificate from a CA it does not trust, and the failure
+/// is classified `unknown_ca` from OpenSSL's verification code (as the legacy engine does).
+#[tokio::test]
+async fn rustls_required_refuses_an_untrusted_device_as_unknown_ca() {
+    let d = devices();
+    let backend = backend().await;
+    let ls = listener("req13", "modern", "required", "legacy", "");
+    let h = Harness::start(d.pki, &config(backend, &ls)).await;
+    // RSA 2048 (rustls clients cannot sign with the devices' 1024-bit keys).
+    let stranger = Ca::new("Somebody Else's Root", "elsewhere")
+        .unwrap()
+        .issue(&CertSpec {
+            subject: vec![("OU", "CP-8841-3PCC"), ("CN", "00562b043615")],
+            dns_names: vec![],
+            ..CertSpec::server("unused")
+        })
+        .unwrap();
+    let ca = h.pki.path("server-ca.pem");
+    let attempt = modern_with_cert(
+        h.addr("req13"),
+        &ca,
+        "prov.test",
+        true,
+        &[&rustls::version::TLS12],
+        Some(stranger),
+    )
+    .await;
+    assert!(attempt.is_err(), "an untrusted device got in");
+    let metrics = h.running.telemetry().metrics.render();
+    let line = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("provgate_handshake_failures_total")
+                && l.contains("listener=\"req13\"")
+                && l.contains("reason=\"unknown_ca\"")
+        })
+        .unwrap_or_else(|| panic!("no unknown_ca failure counted:\n{metrics}"));
+    assert!(line.ends_with(" 1"), "{line}");
+}

@@ -121,9 +121,21 @@ impl ClientVerifier {
 
     /// Verify a presented chain (leaf first) against the roots.
     pub fn verify_chain(&self, chain: &[X509]) -> Verify {
-        let Some(leaf) = chain.first() else {
-            return Verify::None;
-        };
+        match self.check_chain(chain) {
+            None => Verify::None,
+            Some(Ok(r)) if r == X509VerifyResult::OK => Verify::Success,
+            Some(Ok(r)) => Verify::Failed(r.error_string().to_string()),
+            Some(Err(e)) => Verify::Failed(format!("verification error: {e}")),
+        }
+    }
+
+    /// OpenSSL's verdict on a chain (leaf first): `None` without a certificate, `Err` when
+    /// verification could not run at all.
+    fn check_chain(
+        &self,
+        chain: &[X509],
+    ) -> Option<Result<X509VerifyResult, openssl::error::ErrorStack>> {
+        let leaf = chain.first()?;
         let run = || -> Result<X509VerifyResult, openssl::error::ErrorStack> {
             let mut rest = Stack::new()?;
             for c in chain.iter().skip(1) {
@@ -135,11 +147,7 @@ impl ClientVerifier {
                 Ok(c.error())
             })
         };
-        match run() {
-            Ok(r) if r == X509VerifyResult::OK => Verify::Success,
-            Ok(r) => Verify::Failed(r.error_string().to_string()),
-            Err(e) => Verify::Failed(format!("verification error: {e}")),
-        }
+        Some(run())
     }
 
     /// The identity of a rustls connection from the certificates it presented.
@@ -201,20 +209,28 @@ pub fn identity_from_openssl(ssl: &openssl::ssl::SslRef) -> ClientIdentity {
 #[derive(Debug)]
 struct RustlsVerifier(Arc<ClientVerifier>);
 
+/// Why the rustls side refused a client certificate (`client_auth: required`): OpenSSL's words
+/// and, when verification ran, its `X509_V_ERR_*` code, which the engine classifies by.
 #[derive(Debug)]
-struct Rejected(String);
+pub(crate) struct Rejected {
+    reason: String,
+    pub(crate) verify_code: Option<i32>,
+}
 
 impl std::fmt::Display for Rejected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.reason)
     }
 }
 
 impl std::error::Error for Rejected {}
 
-fn reject(reason: impl Into<String>) -> rustls::Error {
+fn reject(reason: impl Into<String>, verify_code: Option<i32>) -> rustls::Error {
     rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
-        Arc::new(Rejected(reason.into())),
+        Arc::new(Rejected {
+            reason: reason.into(),
+            verify_code,
+        }),
     )))
 }
 
@@ -238,12 +254,18 @@ impl ClientCertVerifier for RustlsVerifier {
             // checks below still prove the client holds the key.
             return Ok(ClientCertVerified::assertion());
         }
-        let mut all = vec![end_entity.clone()];
-        all.extend(intermediates.iter().cloned());
-        match self.0.identity_from_der(&all).verify {
-            Verify::Success => Ok(ClientCertVerified::assertion()),
-            Verify::Failed(reason) => Err(reject(reason)),
-            Verify::None => Err(rustls::Error::NoCertificatesPresented),
+        let chain: Result<Vec<X509>, _> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| X509::from_der(c))
+            .collect();
+        let Ok(chain) = chain else {
+            return Err(reject("certificate cannot be parsed", None));
+        };
+        match self.0.check_chain(&chain) {
+            None => Err(rustls::Error::NoCertificatesPresented),
+            Some(Ok(r)) if r == X509VerifyResult::OK => Ok(ClientCertVerified::assertion()),
+            Some(Ok(r)) => Err(reject(r.error_string(), Some(r.as_raw()))),
+            Some(Err(e)) => Err(reject(format!("verification error: {e}"), None)),
         }
     }
 

@@ -55,6 +55,14 @@ impl Reason {
     }
 }
 
+/// Whether an `X509_V_ERR_*` verification result (include/openssl/x509_vfy.h) means the
+/// client certificate's issuer is not trusted: 2 unable to get issuer certificate, 18
+/// self-signed leaf, 19 self-signed in chain, 20 unable to get local issuer, 21 unable to
+/// verify the first certificate. Both engines classify `unknown_ca` by it.
+pub(crate) fn untrusted_issuer(verify: i32) -> bool {
+    matches!(verify, 2 | 18..=21)
+}
+
 /// A failed handshake: the engine, the classified reason and the library's own words.
 #[derive(Debug, Clone)]
 pub struct HandshakeError {

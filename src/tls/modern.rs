@@ -185,7 +185,10 @@ fn classify(e: &rustls::Error) -> Reason {
         Error::NoCertificatesPresented => Reason::NoCertificate,
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => Reason::UnknownCa,
         Error::InvalidCertificate(CertificateError::Other(o))
-            if o.to_string().contains("issuer") || o.to_string().contains("verify the first") =>
+            if o.0
+                .downcast_ref::<super::client_auth::Rejected>()
+                .and_then(|r| r.verify_code)
+                .is_some_and(super::untrusted_issuer) =>
         {
             Reason::UnknownCa
         }

@@ -45,19 +45,12 @@ const CERTIFICATE_ALERTS: [i32; 9] = [
 /// protocol_version.
 const PROTOCOL_VERSION_ALERT: i32 = 70;
 
-/// `X509_V_ERR_*` values (include/openssl/x509_vfy.h) that mean "issuer not trusted": 2
-/// unable to get issuer certificate, 18 self-signed leaf, 19 self-signed in chain, 20 unable
-/// to get local issuer, 21 unable to verify the first certificate.
-fn unknown_ca(verify: i32) -> bool {
-    matches!(verify, 2 | 18..=21)
-}
-
 /// Classify a failed handshake from the `(library, reason)` codes of OpenSSL's error stack,
 /// the client-certificate verification result when it failed, and whether there was an
 /// OpenSSL error at all (none: the socket ended).
 pub(super) fn classify(codes: &[(i32, i32)], verify: Option<i32>, ssl_error: bool) -> Reason {
     if let Some(v) = verify {
-        return if unknown_ca(v) {
+        return if crate::tls::untrusted_issuer(v) {
             Reason::UnknownCa
         } else {
             Reason::BadCertificate
