@@ -113,7 +113,7 @@ pub const MAX_AGENTS: usize = 8;
 pub const MAX_AGENT_LEN: usize = 160;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Seen {
+pub struct FingerprintStats {
     pub ja4: String,
     pub format: &'static str,
     pub max_version: String,
@@ -160,7 +160,7 @@ pub fn mask_device_ids(agent: &str) -> String {
 /// Recently seen hellos, bounded in entries and per-entry size.
 #[derive(Debug)]
 pub struct Fingerprints {
-    lru: Mutex<lru::LruCache<String, Seen>>,
+    lru: Mutex<lru::LruCache<String, FingerprintStats>>,
     /// Store User-Agents as sent (`admin.show_device_ids`); off: masked before storing.
     show_device_ids: AtomicBool,
 }
@@ -193,7 +193,7 @@ impl Fingerprints {
         }
         lru.put(
             ja4.to_string(),
-            Seen {
+            FingerprintStats {
                 ja4: ja4.to_string(),
                 format: match hello.format {
                     HelloFormat::Tls => "tls",
@@ -237,7 +237,7 @@ impl Fingerprints {
     }
 
     /// Most recently seen first.
-    pub fn snapshot(&self) -> Vec<Seen> {
+    pub fn snapshot(&self) -> Vec<FingerprintStats> {
         let lru = self.lru.lock().unwrap_or_else(|e| e.into_inner());
         lru.iter().map(|(_, v)| v.clone()).collect()
     }

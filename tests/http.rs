@@ -52,7 +52,7 @@ fn pki() -> Pki {
     pki
 }
 
-async fn start(backend_extra: &str) -> (Harness, Seen) {
+async fn start(backend_extra: &str) -> (Harness, Received) {
     let (backend, seen) = strict_backend().await;
     let h = Harness::start(pki(), &config(backend, backend_extra, "")).await;
     (h, seen)

@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 const WITHIN: Duration = Duration::from_secs(5);
 
-async fn start(limits: &str) -> (Harness, Seen) {
+async fn start(limits: &str) -> (Harness, Received) {
     let (backend, seen) = strict_backend().await;
     let yaml = format!(
         r#"

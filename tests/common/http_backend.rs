@@ -13,9 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[derive(Clone, Default)]
-pub struct Seen(Arc<Mutex<Vec<String>>>);
+pub struct Received(Arc<Mutex<Vec<String>>>);
 
-impl Seen {
+impl Received {
     /// Every request head received so far, oldest first.
     pub fn heads(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()
@@ -26,10 +26,10 @@ impl Seen {
     }
 }
 
-pub async fn strict_backend() -> (SocketAddr, Seen) {
+pub async fn strict_backend() -> (SocketAddr, Received) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let seen = Seen::default();
+    let seen = Received::default();
     let s = seen.clone();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = l.accept().await {
@@ -39,7 +39,7 @@ pub async fn strict_backend() -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
-async fn serve(mut tcp: TcpStream, seen: Seen) {
+async fn serve(mut tcp: TcpStream, seen: Received) {
     let mut buf = Vec::new();
     loop {
         // Read one request head (bounded).

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 mod http_backend;
 #[allow(unused_imports)]
-pub use http_backend::{strict_backend, Seen};
+pub use http_backend::{strict_backend, Received};
 
 // ---------------------------------------------------------------- logs
 
