@@ -1,0 +1,330 @@
+//! Validating `listeners`: bind addresses, a listener's default target, `tls: plain`, and
+//! each route's match (local, SNI, source, ClientHello) and target overrides.
+
+use std::path::{Path, PathBuf};
+
+use super::Validator;
+use crate::config::model::{
+    Access, ClientAuth, Config, HelloMatch, Listener, Route, RouteMatch, SniPattern, Target,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_MAX_CONNECTIONS,
+};
+use crate::config::raw::{
+    ClientAuthMode, ProxyProtocol, RawClientAuth, RawHelloMatch, RawListener, RawRoute, VerifyLevel,
+};
+use crate::config::tls::{cipher_code, PLAIN};
+use crate::config::ConfigError;
+use crate::hello::HelloFormat;
+
+impl Validator<'_> {
+    pub(super) fn listener(
+        &self,
+        key: &str,
+        l: RawListener,
+        cfg: &Config,
+    ) -> Result<Listener, ConfigError> {
+        if l.bind.is_empty() {
+            return Err(self.err(format!("{key}.bind"), "lists no address"));
+        }
+        let bind = l
+            .bind
+            .iter()
+            .enumerate()
+            .map(|(j, b)| self.socket_addr(&format!("{key}.bind[{j}]"), b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let plain = l.tls.as_deref() == Some(PLAIN);
+        if plain {
+            self.check_plain(key, &l)?;
+        }
+        let defaults = Target {
+            certificate: match (&l.certificate, plain) {
+                (_, true) => None,
+                (Some(c), false) => Some(self.named(
+                    "certificate",
+                    Some("certificates"),
+                    &format!("{key}.certificate"),
+                    c,
+                    &cfg.certificates,
+                )?),
+                (None, false) => {
+                    return Err(self.err(
+                        format!("{key}.certificate"),
+                        "is required: the server certificate this listener presents \
+                         (or tls: plain for HTTP without TLS)",
+                    ))
+                }
+            },
+            profile: self.named(
+                "TLS profile",
+                None,
+                &format!("{key}.tls"),
+                l.tls.as_deref().unwrap_or("auto"),
+                &cfg.profiles,
+            )?,
+            backend: self.named(
+                "backend",
+                Some("backends"),
+                &format!("{key}.backend"),
+                &l.backend,
+                &cfg.backends,
+            )?,
+            client_auth: match l.client_auth {
+                Some(ca) => self.client_auth(&format!("{key}.client_auth"), ca)?,
+                None => ClientAuth::OFF,
+            },
+            require_mac_match: l.require_mac_match.unwrap_or(false),
+            access: Access::default(),
+        };
+        let routes = l
+            .routes
+            .into_iter()
+            .enumerate()
+            .map(|(j, r)| self.route(&format!("{key}.routes[{j}]"), &l.name, j, r, &defaults, cfg))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Listener {
+            name: l.name,
+            bind,
+            plain,
+            defaults,
+            routes,
+            handshake_timeout: self.positive(
+                &format!("{key}.handshake_timeout"),
+                l.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+            )?,
+            max_connections: match l.max_connections {
+                Some(0) => {
+                    return Err(self.err(format!("{key}.max_connections"), "must be at least 1"))
+                }
+                Some(n) => n,
+                None => DEFAULT_LISTENER_MAX_CONNECTIONS,
+            },
+            proxy_protocol: l.proxy_protocol.unwrap_or(ProxyProtocol::Off),
+            trusted_proxies: {
+                let t = self.cidrs(&format!("{key}.trusted_proxies"), &l.trusted_proxies)?;
+                if l.proxy_protocol.is_some_and(|p| p != ProxyProtocol::Off) && t.is_empty() {
+                    return Err(self.err(
+                        format!("{key}.trusted_proxies"),
+                        "is required with proxy_protocol (the load balancers' addresses)",
+                    ));
+                }
+                t
+            },
+            access: Access {
+                allow: self.cidrs(&format!("{key}.allow"), &l.allow)?,
+                deny: self.cidrs(&format!("{key}.deny"), &l.deny)?,
+            },
+        })
+    }
+
+    /// A `tls: plain` listener has no certificate, client auth, or TLS-only route matches.
+    fn check_plain(&self, key: &str, l: &RawListener) -> Result<(), ConfigError> {
+        let no_tls = "a plain listener (tls: plain) serves HTTP without TLS";
+        if l.certificate.is_some() {
+            return Err(self.err(
+                format!("{key}.certificate"),
+                format!("{no_tls}; remove the certificate"),
+            ));
+        }
+        if l.client_auth
+            .as_ref()
+            .is_some_and(|c| c.mode != ClientAuthMode::Off)
+        {
+            return Err(self.err(
+                format!("{key}.client_auth"),
+                format!("{no_tls}, so there is no client certificate to verify"),
+            ));
+        }
+        for (j, r) in l.routes.iter().enumerate() {
+            let rk = format!("{key}.routes[{j}]");
+            let tls_only = [
+                ("match.sni", !r.matches.sni.is_empty()),
+                ("match.client_hello", r.matches.client_hello.is_some()),
+                ("certificate", r.certificate.is_some()),
+                ("tls", r.tls.is_some()),
+                ("client_auth", r.client_auth.is_some()),
+            ];
+            if let Some((field, _)) = tls_only.iter().find(|(_, set)| *set) {
+                return Err(self.err(
+                    format!("{rk}.{field}"),
+                    format!("{no_tls}; routes match on local and source addresses only"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn route(
+        &self,
+        key: &str,
+        listener: &str,
+        index: usize,
+        r: RawRoute,
+        defaults: &Target,
+        cfg: &Config,
+    ) -> Result<Route, ConfigError> {
+        let m = &r.matches;
+        let matches = RouteMatch {
+            local: self.cidrs(&format!("{key}.match.local"), &m.local)?,
+            sni: m
+                .sni
+                .iter()
+                .enumerate()
+                .map(|(i, s)| self.sni_pattern(&format!("{key}.match.sni[{i}]"), s))
+                .collect::<Result<_, _>>()?,
+            source: self.cidrs(&format!("{key}.match.source"), &m.source)?,
+            client_hello: m
+                .client_hello
+                .as_ref()
+                .map(|h| self.hello_match(&format!("{key}.match.client_hello"), h))
+                .transpose()?,
+        };
+        let target = Target {
+            certificate: match &r.certificate {
+                Some(c) => Some(self.named(
+                    "certificate",
+                    Some("certificates"),
+                    &format!("{key}.certificate"),
+                    c,
+                    &cfg.certificates,
+                )?),
+                None => defaults.certificate.clone(),
+            },
+            profile: match r.tls.as_deref() {
+                Some(PLAIN) => {
+                    return Err(self.err(
+                        format!("{key}.tls"),
+                        "a route cannot turn TLS off; put plain HTTP on its own listener \
+                         (tls: plain)",
+                    ))
+                }
+                Some(t) => {
+                    self.named("TLS profile", None, &format!("{key}.tls"), t, &cfg.profiles)?
+                }
+                None => defaults.profile.clone(),
+            },
+            backend: match &r.backend {
+                Some(b) => self.named(
+                    "backend",
+                    Some("backends"),
+                    &format!("{key}.backend"),
+                    b,
+                    &cfg.backends,
+                )?,
+                None => defaults.backend.clone(),
+            },
+            client_auth: match r.client_auth {
+                Some(ca) => self.client_auth(&format!("{key}.client_auth"), ca)?,
+                None => defaults.client_auth.clone(),
+            },
+            require_mac_match: r.require_mac_match.unwrap_or(defaults.require_mac_match),
+            access: Access {
+                allow: self.cidrs(&format!("{key}.allow"), &r.allow)?,
+                deny: self.cidrs(&format!("{key}.deny"), &r.deny)?,
+            },
+        };
+        let name = match r.name {
+            Some(n) => format!("{listener}/{n}"),
+            None => format!("{listener}/routes[{index}]"),
+        };
+        Ok(Route {
+            name,
+            matches,
+            target,
+        })
+    }
+
+    fn client_auth(&self, key: &str, raw: RawClientAuth) -> Result<ClientAuth, ConfigError> {
+        let base_dir = self.file.parent().unwrap_or(Path::new("."));
+        let ca: Vec<PathBuf> = raw
+            .ca
+            .map(|c| c.into_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| base_dir.join(p))
+            .collect();
+        if raw.mode != ClientAuthMode::Off && ca.is_empty() {
+            return Err(self.err(
+                format!("{key}.ca"),
+                "is required when mode is optional or required (PEM roots to verify devices against)",
+            ));
+        }
+        Ok(ClientAuth {
+            mode: raw.mode,
+            ca,
+            verify_level: raw.verify_level.unwrap_or(VerifyLevel::Legacy),
+        })
+    }
+
+    fn hello_match(&self, key: &str, raw: &RawHelloMatch) -> Result<HelloMatch, ConfigError> {
+        let format = match raw.format.as_deref() {
+            None => None,
+            Some("tls") => Some(HelloFormat::Tls),
+            Some("sslv2") => Some(HelloFormat::Sslv2),
+            Some(other) => {
+                return Err(self.err(
+                    format!("{key}.format"),
+                    format!("'{other}' is not a hello format (tls or sslv2)"),
+                ))
+            }
+        };
+        let max_version = raw
+            .max_version
+            .as_deref()
+            .map(|v| self.tls_version(&format!("{key}.max_version"), v))
+            .transpose()?;
+        for (i, j) in raw.ja4.iter().enumerate() {
+            let parts: Vec<&str> = j.split('_').collect();
+            if parts.len() != 3 || parts[0].len() != 10 || !j.is_ascii() {
+                return Err(self.err(
+                    format!("{key}.ja4[{i}]"),
+                    format!("'{j}' is not a JA4 fingerprint (like t13d1516h2_8daaf6152771_b186095e22b6)"),
+                ));
+            }
+        }
+        let offers_cipher = raw
+            .offers_cipher
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                cipher_code(name).ok_or_else(|| {
+                    self.err(
+                        format!("{key}.offers_cipher[{i}]"),
+                        format!("unknown cipher suite '{name}' (OpenSSL name, IANA TLS 1.3 name, or 0x1234)"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HelloMatch {
+            format,
+            max_version,
+            ja4: raw.ja4.clone(),
+            offers_cipher,
+        })
+    }
+
+    fn sni_pattern(&self, key: &str, s: &str) -> Result<SniPattern, ConfigError> {
+        let lower = s.trim_end_matches('.').to_ascii_lowercase();
+        let (wild, host) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let ok = !host.is_empty()
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !ok {
+            return Err(self.err(
+                key,
+                format!("'{s}' is not a host name or '*.domain' pattern"),
+            ));
+        }
+        Ok(if wild {
+            SniPattern::Wildcard(host.to_string())
+        } else {
+            SniPattern::Exact(host.to_string())
+        })
+    }
+}
