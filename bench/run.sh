@@ -4,8 +4,9 @@
 #   ./bench/run.sh            full run (10 s per throughput row, 10,000 idle conns, 20,000-client storm)
 #   ./bench/run.sh --quick    3 s rows, 2,000 idle conns, 5,000-client storm
 #
-# Other options are passed to the harness (benches/storm.rs), e.g. --only provgate,haproxy,
-# --duration 5, --concurrency 64, --idle 10000, --storm 20000. See docs/benchmarks.md.
+# Other options are passed to the harness (benches/storm/; --help lists them), e.g.
+# --only provgate,haproxy, --duration 5, --concurrency 64, --idle 10000, --storm 20000.
+# The proxies' configurations are bench/templates/. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
