@@ -121,8 +121,8 @@ impl Snapshot {
             })?;
             certificates.insert(name.clone(), Arc::new(cert));
         }
-        let mac_path = regex::Regex::new(&config.identity.mac_path_pattern)
-            .map_err(|e| ConfigError::invalid(&config.file, "identity.mac_path_pattern", e))?;
+        // Compiled once, by the config validation.
+        let mac_path = config.identity.mac_path().clone();
         let mut b = Builder {
             config: &config,
             certificates,
