@@ -119,7 +119,7 @@ pub async fn accept_loop(
                 };
                 let permit = match shared.limits.try_acquire(
                     &listener,
-                    rt.max_connections,
+                    rt.config.max_connections,
                     snapshot.config.limits.max_connections,
                 ) {
                     Ok(p) => p,

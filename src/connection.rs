@@ -19,7 +19,7 @@ use crate::hello::ClientHello;
 use crate::metrics::{LogVerdict, Telemetry};
 use crate::proxy::{ConnInfo, ProxyApp, ProxyStream};
 use crate::proxy_protocol::{self, ProxyHeaderError};
-use crate::route::{ConnFacts, ListenerRt, RouteRt};
+use crate::route::{self, ConnFacts};
 use crate::sniff::{self, Replay, SniffError};
 use crate::tls::HandshakeError;
 
@@ -68,7 +68,7 @@ impl Drop for OpenGuard {
 /// One accepted connection on its way to HTTP: where it arrived, who it is from, and what has
 /// been learned so far (for the one log line a failure gets).
 struct Connection<'a> {
-    listener: &'a ListenerRt,
+    listener: &'a route::Listener,
     telemetry: &'a Telemetry,
     limits: &'a Limits,
     /// The address the TCP connection came from.
@@ -78,14 +78,14 @@ struct Connection<'a> {
     client: SocketAddr,
     /// The parsed hello and its JA4, kept when the handshake fails.
     hello: Option<(ClientHello, String)>,
-    route: Option<Arc<RouteRt>>,
+    route: Option<Arc<route::Route>>,
 }
 
 /// Serve one accepted TCP connection to the end.
 pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
-    listener: Arc<ListenerRt>,
+    listener: Arc<route::Listener>,
     app: Arc<ProxyApp>,
     telemetry: Arc<Telemetry>,
     limits: Limits,
@@ -116,7 +116,7 @@ pub async fn serve(
         hello: None,
         route: None,
     };
-    let limit = listener.handshake_timeout;
+    let limit = listener.config.handshake_timeout;
     let established = tokio::time::timeout(limit, conn.establish(tcp))
         .await
         .unwrap_or(Err(ConnError::Timeout(limit)));
@@ -162,10 +162,11 @@ impl Connection<'_> {
     /// listeners) route on addresses alone.
     async fn establish(&mut self, mut tcp: TcpStream) -> Result<ProxyStream, ConnError> {
         let listener = self.listener;
+        let settings = &listener.config;
         let mut early = bytes::BytesMut::new();
-        if listener.proxy_protocol != ProxyProtocol::Off {
+        if settings.proxy_protocol != ProxyProtocol::Off {
             let tcp_peer = self.tcp_peer.ip().to_canonical();
-            if !listener
+            if !settings
                 .trusted_proxies
                 .iter()
                 .any(|n| n.contains(&tcp_peer))
@@ -173,16 +174,16 @@ impl Connection<'_> {
                 return Err(ConnError::UntrustedProxy(tcp_peer));
             }
             let (client, rest) =
-                proxy_protocol::read_header(&mut tcp, listener.proxy_protocol).await?;
+                proxy_protocol::read_header(&mut tcp, settings.proxy_protocol).await?;
             if let Some(client) = client {
                 self.client = client;
             }
             early = rest;
         }
-        if !listener.access.admits(self.client.ip()) {
+        if !settings.access.admits(self.client.ip()) {
             return Err(ConnError::Denied(self.client.ip()));
         }
-        if listener.plain {
+        if settings.plain {
             return self.plain(tcp, early);
         }
         let (hello, bytes) = sniff::read_hello(&mut tcp, early).await?;
@@ -231,7 +232,7 @@ impl Connection<'_> {
         &mut self,
         sni: Option<&str>,
         hello: Option<(&ClientHello, &str)>,
-    ) -> Result<Arc<RouteRt>, ConnError> {
+    ) -> Result<Arc<route::Route>, ConnError> {
         let route = self
             .listener
             .route(&ConnFacts {
@@ -250,7 +251,7 @@ impl Connection<'_> {
 
     /// The connection's facts for the HTTP phase, as a plain-HTTP connection has them; a TLS
     /// connection fills in its handshake's.
-    fn info(&self, route: Arc<RouteRt>) -> ConnInfo {
+    fn info(&self, route: Arc<route::Route>) -> ConnInfo {
         ConnInfo {
             identity: crate::identity::ClientIdentity::none(),
             listener: self.listener.name.clone(),

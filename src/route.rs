@@ -1,22 +1,21 @@
 //! Picks a connection's route from what is known before the handshake: the listener it arrived
 //! on, the local (destination) address, the client (source) address and the SNI name.
 //! First match wins; no match means the listener's defaults.
+//!
+//! The types here are the runtime forms of the validated [`crate::config::Listener`] and
+//! [`crate::config::Route`]: names resolved into built TLS contexts, backends and compiled
+//! patterns, shared by every connection of one snapshot.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ipnet::IpNet;
-
-use crate::config::{
-    Access, Backend, HelloMatch, IdentityHeaders, Profile, ProxyProtocol, RouteMatch,
-};
+use crate::config::{self, Access, Backend, HelloMatch, IdentityHeaders, Profile, RouteMatch};
 use crate::hello::ClientHello;
 use crate::tls::ServerTls;
 
 /// Everything a connection needs once routed. Shared by all connections of a snapshot.
 #[derive(Debug)]
-pub struct RouteRt {
+pub struct Route {
     /// The listener's name for its defaults, `listener/<route>` for a route.
     pub name: Arc<str>,
     /// `None` on plain-HTTP listeners.
@@ -26,7 +25,7 @@ pub struct RouteRt {
     pub backend: Arc<Backend>,
     /// Refuse (403) requests whose path holds a MAC other than the client certificate's.
     pub require_mac_match: bool,
-    pub identity: Arc<IdentityRt>,
+    pub identity: Arc<IdentityPolicy>,
     /// The route's own source allow/deny lists.
     pub access: Access,
     /// The host name of the certificate the route presents (its CN up to any `/`): the Host
@@ -34,10 +33,10 @@ pub struct RouteRt {
     pub server_name: Option<String>,
 }
 
-/// Identity header names and formats and the MAC-in-path pattern, compiled once per
-/// snapshot.
+/// What the backend is told about client certificates (header names, preset, DN format),
+/// which client headers are stripped, and the MAC-in-path pattern: one per snapshot.
 #[derive(Debug)]
-pub struct IdentityRt {
+pub struct IdentityPolicy {
     pub headers: IdentityHeaders,
     pub forward_chain: bool,
     pub mac_path: regex::Regex,
@@ -47,18 +46,15 @@ pub struct IdentityRt {
     pub strip_request_headers: Vec<String>,
 }
 
+/// A listener's routes, built, beside its validated settings (`config`: timeouts, limits,
+/// PROXY protocol, allow/deny, `tls: plain`).
 #[derive(Debug)]
-pub struct ListenerRt {
+pub struct Listener {
+    /// The listener's name, shared by its connections' metric labels and logs.
     pub name: Arc<str>,
-    /// `tls: plain`: no ClientHello to sniff, HTTP from the first byte.
-    pub plain: bool,
-    pub routes: Vec<(RouteMatch, Arc<RouteRt>)>,
-    pub default: Arc<RouteRt>,
-    pub handshake_timeout: Duration,
-    pub max_connections: usize,
-    pub proxy_protocol: ProxyProtocol,
-    pub trusted_proxies: Vec<IpNet>,
-    pub access: Access,
+    pub config: config::Listener,
+    pub routes: Vec<(RouteMatch, Arc<Route>)>,
+    pub default: Arc<Route>,
 }
 
 /// The facts routing looks at.
@@ -100,8 +96,8 @@ impl HelloMatch {
     }
 }
 
-impl ListenerRt {
-    pub fn route(&self, c: &ConnFacts<'_>) -> &Arc<RouteRt> {
+impl Listener {
+    pub fn route(&self, c: &ConnFacts<'_>) -> &Arc<Route> {
         self.routes
             .iter()
             .find(|(m, _)| m.matches(c))

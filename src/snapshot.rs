@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::{ClientAuth, Config, ConfigError, EngineKind, Target};
-use crate::route::{IdentityRt, ListenerRt, RouteRt};
+use crate::route::{self, IdentityPolicy};
 use crate::tls::certs::LoadedCert;
 use crate::tls::client_auth::ClientVerifier;
 use crate::tls::ServerTls;
@@ -16,7 +16,7 @@ use crate::tls::ServerTls;
 pub struct Snapshot {
     pub config: Config,
     pub certificates: BTreeMap<String, Arc<LoadedCert>>,
-    pub listeners: HashMap<String, Arc<ListenerRt>>,
+    pub listeners: HashMap<String, Arc<route::Listener>>,
 }
 
 /// Builds each distinct piece once: a TLS context per (certificate, profile, client auth), a
@@ -26,7 +26,7 @@ struct Builder<'a> {
     certificates: BTreeMap<String, Arc<LoadedCert>>,
     verifiers: HashMap<ClientAuth, Option<Arc<ClientVerifier>>>,
     contexts: HashMap<(Option<String>, String, ClientAuth), Arc<ServerTls>>,
-    identity: Arc<IdentityRt>,
+    identity: Arc<IdentityPolicy>,
 }
 
 impl Builder<'_> {
@@ -49,7 +49,12 @@ impl Builder<'_> {
         Ok(v)
     }
 
-    fn route(&mut self, key: &str, name: &str, t: &Target) -> Result<Arc<RouteRt>, ConfigError> {
+    fn route(
+        &mut self,
+        key: &str,
+        name: &str,
+        t: &Target,
+    ) -> Result<Arc<route::Route>, ConfigError> {
         let ctx_key = (
             t.certificate.clone(),
             t.profile.clone(),
@@ -91,7 +96,7 @@ impl Builder<'_> {
             .backends
             .get(&t.backend)
             .ok_or_else(|| self.err(key, "unresolved backend"))?;
-        Ok(Arc::new(RouteRt {
+        Ok(Arc::new(route::Route {
             name: Arc::from(name),
             certificate: t.certificate.clone(),
             profile: self.config.profiles[&t.profile].clone(),
@@ -128,7 +133,7 @@ impl Snapshot {
             certificates,
             verifiers: HashMap::new(),
             contexts: HashMap::new(),
-            identity: Arc::new(IdentityRt {
+            identity: Arc::new(IdentityPolicy {
                 headers: config.identity.headers.clone(),
                 forward_chain: config.identity.forward_chain,
                 mac_path,
@@ -148,16 +153,11 @@ impl Snapshot {
             }
             listeners.insert(
                 l.name.clone(),
-                Arc::new(ListenerRt {
+                Arc::new(route::Listener {
                     name: Arc::from(l.name.as_str()),
-                    plain: l.plain,
+                    config: l.clone(),
                     routes,
                     default,
-                    handshake_timeout: l.handshake_timeout,
-                    max_connections: l.max_connections,
-                    proxy_protocol: l.proxy_protocol,
-                    trusted_proxies: l.trusted_proxies.clone(),
-                    access: l.access.clone(),
                 }),
             );
         }

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 
 use crate::config::Limits;
 use crate::identity::ClientIdentity;
-use crate::route::RouteRt;
+use crate::route;
 use crate::sniff::Replay;
 use crate::tls::{Engine, TlsStream};
 
@@ -28,7 +28,7 @@ use crate::tls::{Engine, TlsStream};
 #[derive(Debug)]
 pub struct ConnInfo {
     pub listener: Arc<str>,
-    pub route: Arc<RouteRt>,
+    pub route: Arc<route::Route>,
     pub engine: Engine,
     pub version: &'static str,
     pub cipher: String,

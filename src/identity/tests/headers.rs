@@ -335,7 +335,7 @@ fn legacy_dn_is_slash_form_in_certificate_order() {
 /// fields only when it verified, so a backend never acts on an unverified MAC.
 fn todays_headers<'a>(
     id: &crate::identity::ClientIdentity,
-    rt: &'a crate::route::IdentityRt,
+    rt: &'a crate::route::IdentityPolicy,
 ) -> Vec<(&'a str, String)> {
     let h = &rt.headers;
     let mut out = vec![(h.verify.as_str(), id.verify.to_string())];
@@ -402,7 +402,7 @@ fn provgate_preset_is_todays_headers() {
     let fx = fixture();
     let mac_path = regex::Regex::new(crate::config::DEFAULT_MAC_PATH_PATTERN).unwrap();
     for forward_chain in [false, true] {
-        let rt = crate::route::IdentityRt {
+        let rt = crate::route::IdentityPolicy {
             headers: names(),
             forward_chain,
             mac_path: mac_path.clone(),
