@@ -17,4 +17,11 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# Unused dependencies (offline, a fraction of a second) when cargo-machete is installed
+# (`cargo install cargo-machete`); the test machines do not carry it, so it is not required.
+if command -v cargo-machete >/dev/null 2>&1; then
+  cargo machete
+else
+  echo "test.sh: cargo-machete not installed; skipping the unused-dependency check"
+fi
 cargo test
