@@ -7,12 +7,19 @@
 //! forwards plain HTTP to the existing provisioning backend through pingora.
 //!
 //! ```text
-//!  accept.rs        connection.rs                                            proxy/
-//!  listeners ──► sniff.rs + hello.rs ──► route.rs ──► tls/ legacy (OpenSSL) ──► pingora
-//!  (tokio)       ClientHello, replayed   listener,    tls/ modern (rustls)     http_proxy()
-//!                                        local addr,  (auto: per hello)        process_new()
-//!                                        source, SNI                           └─► backend (HTTP/1.1)
-//!  config/ (YAML -> validated) ──► snapshot.rs (certs, TLS contexts, routes) in ArcSwap
+//!  accept.rs      connection.rs (one Connection context per accepted socket)
+//!  listeners ──► [proxy_protocol.rs] ──► allow/deny ──► sniff.rs + hello/ ──► route.rs
+//!  (tokio)        PROXY v1/v2                          ClientHello, parsed,    listener, local
+//!                                                      replayed                addr, source, SNI,
+//!                                                                              hello traits
+//!   ──► tls/ legacy/ (OpenSSL 3.x) | modern.rs (rustls) | plain     client_auth.rs, x509.rs
+//!   ──► proxy/ stream.rs (our IO for pingora) ──► pingora http_proxy() / process_new()
+//!         mod.rs: the hooks; headers.rs (what the backend receives, identity/ presets),
+//!         mac_match.rs (require_mac_match), limits.rs, respond.rs (own errors)
+//!   ──► backend (HTTP/1.1)                    access_log/ (one line per request)
+//!
+//!  config/ (raw YAML -> validate/ -> model) ──► snapshot.rs (certs, TLS contexts, routes),
+//!  swapped whole in an ArcSwap by server.rs on reload; admin.rs, metrics.rs, check/ beside.
 //! ```
 //!
 //! [`server::start`] binds and serves a [`snapshot::Snapshot`]; the binary's `main` only parses
