@@ -57,7 +57,7 @@ impl Drop for Permit {
 }
 
 impl ConnLimits {
-    /// A place for one more connection, or `None` (with which limit was hit).
+    /// A place for one more connection, or `Err` naming the limit that was hit.
     pub fn try_acquire(
         &self,
         listener: &str,

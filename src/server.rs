@@ -55,7 +55,7 @@ pub enum ReloadError {
     Bind(#[from] BindError),
 }
 
-/// One listening socket: which listener and configured address it serves.
+/// A bound listening socket (its actual address) and the token that stops its accept loop.
 struct Socket {
     bound: SocketAddr,
     stop: CancellationToken,

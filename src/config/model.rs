@@ -199,7 +199,7 @@ impl fmt::Debug for MacPath {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    /// `listener/name` or `listener/routes[i]`; used in logs and (later) metrics.
+    /// `listener/name` or `listener/routes[i]`; used in logs and as a metric label.
     pub name: String,
     pub matches: RouteMatch,
     pub target: Target,
