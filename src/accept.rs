@@ -125,10 +125,7 @@ pub async fn accept_loop(
                     Ok(p) => p,
                     Err(which) => {
                         let t = &shared.telemetry;
-                        t.metrics
-                            .refused_connections
-                            .with_label_values(&[&*listener, which])
-                            .inc();
+                        t.metrics.refused(&listener, which);
                         if t.refusal_log.allow() {
                             warn!(%listener, %peer, reason = which, "connection refused: limit reached");
                         }

@@ -104,10 +104,7 @@ pub async fn serve(
 /// Close at once (nothing is read or written) and count it.
 fn refuse(t: &Telemetry, tcp: TcpStream, peer: SocketAddr, reason: &'static str) {
     drop(tcp);
-    t.metrics
-        .refused_connections
-        .with_label_values(&[METRIC_LISTENER, reason])
-        .inc();
+    t.metrics.refused(METRIC_LISTENER, reason);
     if t.refusal_log.allow() {
         let why = match reason {
             "denied" => "not in admin.allow",

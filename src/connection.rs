@@ -16,7 +16,7 @@ use crate::config::{Limits, ProxyProtocol};
 use crate::diagnose;
 use crate::fingerprint;
 use crate::hello::ClientHello;
-use crate::metrics::{LogVerdict, Telemetry};
+use crate::metrics::{Handshake, LogVerdict, Telemetry};
 use crate::proxy::{ConnInfo, ProxyApp, ProxyStream};
 use crate::proxy_protocol::{self, ProxyHeaderError};
 use crate::route::{self, ConnFacts};
@@ -56,15 +56,6 @@ impl ConnError {
     }
 }
 
-/// Decrements the open-connections gauge however the connection ends.
-struct OpenGuard(prometheus::IntGauge);
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// One accepted connection on its way to HTTP: where it arrived, who it is from, and what has
 /// been learned so far (for the one log line a failure gets).
 struct Connection<'a> {
@@ -93,10 +84,7 @@ pub async fn serve(
 ) {
     let m = &telemetry.metrics;
     let name: &str = &listener.name;
-    m.connections_accepted.with_label_values(&[name]).inc();
-    let open = m.connections_open.with_label_values(&[name]);
-    open.inc();
-    let _open = OpenGuard(open);
+    let _open = m.connection_opened(name);
     let started = Instant::now();
 
     let local = match tcp.local_addr() {
@@ -144,12 +132,15 @@ fn handshake_done(info: &ConnInfo, name: &str, started: Instant, telemetry: &Tel
     let route: &str = &info.route.name;
     let peer = info.peer;
     let local = info.local;
-    m.handshakes
-        .with_label_values(&[name, route, engine, info.version, &info.cipher, "success"])
-        .inc();
-    m.handshake_duration
-        .with_label_values(&[name, engine])
-        .observe(started.elapsed().as_secs_f64());
+    m.handshake(Handshake {
+        listener: name,
+        route,
+        engine,
+        version: info.version,
+        cipher: &info.cipher,
+        outcome: "success",
+    });
+    m.handshake_seconds(name, engine, started.elapsed().as_secs_f64());
     debug!(
         listener = %info.listener, %route, %peer, %local, engine, version = info.version,
         cipher = %info.cipher, sni = info.sni.as_deref().unwrap_or("-"), ja4 = %info.ja4,
@@ -199,11 +190,7 @@ impl Connection<'_> {
             }
         };
         if let Some(bits) = tls.dh_bits() {
-            self.telemetry
-                .metrics
-                .dhe_handshakes
-                .with_label_values(&[&*listener.name, &bits.to_string()])
-                .inc();
+            self.telemetry.metrics.dhe_handshake(&listener.name, bits);
         }
         let info = ConnInfo {
             identity: route.tls.identity(&tls),
@@ -280,29 +267,30 @@ impl Connection<'_> {
         let local = self.local;
         let route = self.route.as_ref().map_or("-", |r| &*r.name);
         if matches!(e, ConnError::Denied(_) | ConnError::UntrustedProxy(_)) {
-            m.refused_connections
-                .with_label_values(&[name, reason])
-                .inc();
+            m.refused(name, reason);
             if telemetry.refusal_log.allow() {
                 warn!(listener = name, route, %peer, %local, reason, "connection refused: {e}");
             }
             return;
         }
         // Every failure is counted; only the log line is rate-limited.
-        m.handshake_failures
-            .with_label_values(&[name, reason])
-            .inc();
+        m.handshake_failure(name, reason);
         if let (ConnError::Handshake(h), Some(_)) = (e, &self.hello) {
-            m.handshakes
-                .with_label_values(&[name, route, h.engine.name(), "", "", "failure"])
-                .inc();
+            m.handshake(Handshake {
+                listener: name,
+                route,
+                engine: h.engine.name(),
+                version: "",
+                cipher: "",
+                outcome: "failure",
+            });
         }
         // At most a few lines per (reason, client network) per window; the next line written
         // for a key says how many of its lines were dropped.
         let (suppressed, suppressed_elsewhere) =
             match telemetry.failure_log.check(reason, peer.ip()) {
                 LogVerdict::Suppress => {
-                    m.log_suppressed.with_label_values(&[reason]).inc();
+                    m.log_line_suppressed(reason);
                     return;
                 }
                 LogVerdict::Write {

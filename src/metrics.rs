@@ -275,6 +275,27 @@ fn histogram(
     h
 }
 
+/// The labels of `provgate_handshakes_total`.
+#[derive(Debug, Clone, Copy)]
+pub struct Handshake<'a> {
+    pub listener: &'a str,
+    pub route: &'a str,
+    pub engine: &'a str,
+    pub version: &'a str,
+    pub cipher: &'a str,
+    pub outcome: &'a str,
+}
+
+/// Holds a connection's place in `provgate_connections_open` until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
     /// Define every metric in `registry`. Panics only on a programming error (a duplicate or
     /// malformed static definition), which the tests catch.
@@ -411,6 +432,113 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    // Typed helpers: every labelled metric is recorded through one of these, so no call site
+    // orders a label array by hand.
+
+    /// A connection accepted on `listener`; the gauge of open ones goes back down when the
+    /// returned handle is dropped.
+    pub fn connection_opened(&self, listener: &str) -> OpenConnection {
+        self.connections_accepted
+            .with_label_values(&[listener])
+            .inc();
+        let open = self.connections_open.with_label_values(&[listener]);
+        open.inc();
+        OpenConnection(open)
+    }
+
+    /// A finished handshake (`outcome`: `success` or `failure`; version and cipher are empty
+    /// for failures).
+    pub fn handshake(&self, h: Handshake<'_>) {
+        self.handshakes
+            .with_label_values(&[
+                h.listener, h.route, h.engine, h.version, h.cipher, h.outcome,
+            ])
+            .inc();
+    }
+
+    pub fn handshake_seconds(&self, listener: &str, engine: &str, seconds: f64) {
+        self.handshake_duration
+            .with_label_values(&[listener, engine])
+            .observe(seconds);
+    }
+
+    /// A connection that ended before HTTP, by its reason label.
+    pub fn handshake_failure(&self, listener: &str, reason: &str) {
+        self.handshake_failures
+            .with_label_values(&[listener, reason])
+            .inc();
+    }
+
+    /// A connection refused before TLS (allow/deny, untrusted PROXY peer, a limit).
+    pub fn refused(&self, listener: &str, reason: &str) {
+        self.refused_connections
+            .with_label_values(&[listener, reason])
+            .inc();
+    }
+
+    pub fn dhe_handshake(&self, listener: &str, bits: u32) {
+        self.dhe_handshakes
+            .with_label_values(&[listener, &bits.to_string()])
+            .inc();
+    }
+
+    pub fn log_line_suppressed(&self, reason: &str) {
+        self.log_suppressed.with_label_values(&[reason]).inc();
+    }
+
+    /// A finished request, by status class (`status` 0: nothing was sent).
+    pub fn request(&self, listener: &str, route: &str, status: u16) {
+        self.requests
+            .with_label_values(&[listener, route, status_class(status)])
+            .inc();
+    }
+
+    /// `kind`: `timeout` or `unreachable`.
+    pub fn upstream_error(&self, backend: &str, kind: &str) {
+        self.upstream_errors
+            .with_label_values(&[backend, kind])
+            .inc();
+    }
+
+    pub fn upstream_seconds(&self, backend: &str, seconds: f64) {
+        self.upstream_duration
+            .with_label_values(&[backend])
+            .observe(seconds);
+    }
+
+    pub fn device_seen(&self, family: &str, firmware: &str) {
+        self.devices_seen
+            .with_label_values(&[family, firmware])
+            .inc();
+    }
+
+    pub fn certificate_expiry(&self, certificate: &str, not_after_unix: i64) {
+        self.certificate_not_after
+            .with_label_values(&[certificate])
+            .set(not_after_unix);
+    }
+
+    pub fn set_build_info(&self, version: &str, openssl: &str) {
+        self.build_info
+            .with_label_values(&[version, openssl])
+            .set(1);
+    }
+
+    pub fn set_capability(&self, feature: &str, available: bool) {
+        self.openssl_capability
+            .with_label_values(&[feature])
+            .set(i64::from(available));
+    }
+
+    /// `outcome`: `success` or `failure`.
+    pub fn reload(&self, outcome: &str) {
+        self.reloads.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn access_log_line_dropped(&self) {
+        self.access_log_dropped.with_label_values::<&str>(&[]).inc();
     }
 
     pub fn hello(&self, listener: &str, h: &ClientHello) {

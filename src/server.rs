@@ -85,9 +85,7 @@ struct Inner {
 /// Expiry gauges for every certificate of a snapshot.
 fn record_certificates(m: &crate::metrics::Metrics, snapshot: &Snapshot) {
     for (name, cert) in &snapshot.certificates {
-        m.certificate_not_after
-            .with_label_values(&[name])
-            .set(cert.info.not_after_unix);
+        m.certificate_expiry(name, cert.info.not_after_unix);
     }
 }
 
@@ -107,13 +105,9 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
     );
     let telemetry = Arc::new(Telemetry::new(prometheus::Registry::new()));
     let m = &telemetry.metrics;
-    m.build_info
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), openssl::version::version()])
-        .set(1);
+    m.set_build_info(env!("CARGO_PKG_VERSION"), openssl::version::version());
     for (feature, on) in caps.as_pairs() {
-        m.openssl_capability
-            .with_label_values(&[feature])
-            .set(i64::from(on));
+        m.set_capability(feature, on);
     }
     record_certificates(m, &snapshot);
 
@@ -278,11 +272,7 @@ impl Inner {
             .map_err(ReloadError::from)
             .and_then(|next| self.apply(next).map_err(ReloadError::from));
         let outcome = if result.is_ok() { "success" } else { "failure" };
-        self.telemetry
-            .metrics
-            .reloads
-            .with_label_values(&[outcome])
-            .inc();
+        self.telemetry.metrics.reload(outcome);
         match &result {
             Ok(()) => info!(file = %self.config_file.display(), "configuration reloaded"),
             Err(e) => error!("reload failed, still serving the previous configuration: {e}"),

@@ -338,13 +338,7 @@ impl ProvisioningProxy {
     ) {
         let m = &self.telemetry.metrics;
         let backend: &str = &conn.route.backend.name;
-        m.requests
-            .with_label_values(&[
-                &*conn.listener,
-                &*conn.route.name,
-                metrics::status_class(status),
-            ])
-            .inc();
+        m.request(&conn.listener, &conn.route.name, status);
         if let Some(t) = upstream_started {
             match e {
                 Some(err) if err.esource() == &ErrorSource::Upstream => {
@@ -353,17 +347,14 @@ impl ProvisioningProxy {
                     } else {
                         "unreachable"
                     };
-                    m.upstream_errors.with_label_values(&[backend, kind]).inc();
+                    m.upstream_error(backend, kind);
                 }
-                _ => m
-                    .upstream_duration
-                    .with_label_values(&[backend])
-                    .observe(t.elapsed().as_secs_f64()),
+                _ => m.upstream_seconds(backend, t.elapsed().as_secs_f64()),
             }
         }
         if let Some(ua) = req.headers.get("user-agent").and_then(|v| v.to_str().ok()) {
             let (family, firmware) = metrics::device_bucket(ua);
-            m.devices_seen.with_label_values(&[family, &firmware]).inc();
+            m.device_seen(family, &firmware);
             self.telemetry.fingerprints.user_agent(&conn.ja4, ua);
         }
     }
@@ -407,11 +398,7 @@ impl ProvisioningProxy {
             product: device.product.as_deref(),
         });
         if !queued {
-            self.telemetry
-                .metrics
-                .access_log_dropped
-                .with_label_values::<&str>(&[])
-                .inc();
+            self.telemetry.metrics.access_log_line_dropped();
         }
     }
 }
