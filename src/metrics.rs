@@ -29,6 +29,12 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    pub const fn new() -> RateLimit {
+        RateLimit {
+            last_second: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     pub fn allow(&self) -> bool {
         use std::sync::atomic::Ordering;
         let now = std::time::SystemTime::now()

@@ -236,11 +236,8 @@ impl AsyncRead for ProxyStream {
 
 /// Log (at most once a second, process-wide) a connection refused for an oversized head.
 fn refuse_oversized_head(info: &ConnInfo) {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if LAST.swap(now, Ordering::Relaxed) != now {
+    static LOG: crate::metrics::RateLimit = crate::metrics::RateLimit::new();
+    if LOG.allow() {
         tracing::warn!(
             listener = %info.listener, peer = %info.peer,
             limit = info.limits.max_request_header_bytes,
