@@ -30,6 +30,8 @@ pub enum ConnError {
     Sniff(#[from] SniffError),
     #[error("no ClientHello and no handshake within {0:?}")]
     Timeout(std::time::Duration),
+    #[error("no handshake slot (limits.max_handshakes) within {0:?}")]
+    HandshakeQueue(std::time::Duration),
     #[error("{} handshake failed: {}", .0.engine.name(), .0.detail)]
     Handshake(HandshakeError),
     #[error("{0}")]
@@ -48,6 +50,7 @@ impl ConnError {
             ConnError::Sniff(SniffError::ClientClosed(_)) => "client_closed",
             ConnError::Sniff(SniffError::Io(_)) => "io",
             ConnError::Timeout(_) => "timeout",
+            ConnError::HandshakeQueue(_) => "handshake_queue",
             ConnError::Handshake(h) => h.reason.label(),
             ConnError::ProxyHeader(_) => "proxy_header",
             ConnError::UntrustedProxy(_) => "untrusted_proxy",
@@ -73,6 +76,7 @@ struct Connection<'a> {
 }
 
 /// Serve one accepted TCP connection to the end.
+#[allow(clippy::too_many_arguments)] // each is one shared handle the accept loop passes on
 pub async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -80,6 +84,7 @@ pub async fn serve(
     app: Arc<ProxyApp>,
     telemetry: Arc<Telemetry>,
     limits: Limits,
+    admission: Arc<crate::admission::Admission>,
     shutdown: ShutdownWatch,
 ) {
     let m = &telemetry.metrics;
@@ -105,9 +110,14 @@ pub async fn serve(
         route: None,
     };
     let limit = listener.config.handshake_timeout;
-    let established = tokio::time::timeout(limit, conn.establish(tcp))
-        .await
-        .unwrap_or(Err(ConnError::Timeout(limit)));
+    // A handshake slot first (limits.max_handshakes, first come first served): the wait is
+    // not counted against the handshake timeout but bounded by the same duration.
+    let established = match admission.handshake_slot(listener.config.plain, limit).await {
+        Some(_slot) => tokio::time::timeout(limit, conn.establish(tcp))
+            .await
+            .unwrap_or(Err(ConnError::Timeout(limit))),
+        None => Err(ConnError::HandshakeQueue(limit)),
+    };
     let stream = match established {
         Ok(s) => s,
         Err(e) => {

@@ -28,6 +28,7 @@
 pub mod accept;
 pub mod access_log;
 pub mod admin;
+pub mod admission;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -251,6 +251,11 @@ pub struct Metrics {
     /// Failure log lines dropped by [`FailureLogLimit`] (the failures are still counted).
     pub log_suppressed: IntCounterVec,
     pub reloads: IntCounterVec,
+    /// 1 while a listener's accept loop waits at a connection limit (per socket, summed).
+    pub accept_paused: IntGaugeVec,
+    pub handshakes_in_progress: IntGaugeVec,
+    /// The wait for a handshake slot (`limits.max_handshakes`).
+    pub handshake_queue: HistogramVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -428,6 +433,28 @@ impl Metrics {
                 "Configuration reloads by outcome",
                 &["outcome"],
             ),
+            accept_paused: gauge(
+                r,
+                "provgate_accept_paused",
+                "1 while the listener stops accepting at a connection limit (the kernel's \
+                 listen queue holds new connections)",
+                &["listener"],
+            ),
+            handshakes_in_progress: gauge(
+                r,
+                "provgate_handshakes_in_progress",
+                "TLS handshakes holding a limits.max_handshakes slot",
+                &[],
+            ),
+            handshake_queue: histogram(
+                r,
+                "provgate_handshake_queue_seconds",
+                "Wait for a handshake slot (limits.max_handshakes), before the handshake timeout",
+                &[],
+                vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            ),
             draining,
             registry,
         }
@@ -545,6 +572,11 @@ impl Metrics {
 
     pub fn access_log_line_dropped(&self) {
         self.access_log_dropped.with_label_values::<&str>(&[]).inc();
+    }
+
+    /// `provgate_accept_paused` of `listener` (the accept loop raises and lowers it).
+    pub fn accept_paused(&self, listener: &str) -> IntGauge {
+        self.accept_paused.with_label_values(&[listener])
     }
 
     pub fn hello(&self, listener: &str, h: &ClientHello) {

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::accept::ConnLimits;
 use crate::access_log::AccessLog;
+use crate::admission::Admission;
 use crate::metrics::Telemetry;
 use crate::snapshot::Snapshot;
 use crate::{accept, admin, proxy, tls};
@@ -77,7 +77,7 @@ struct Inner {
     app: Arc<proxy::ProxyApp>,
     telemetry: Arc<Telemetry>,
     access_log: AccessLog,
-    limits: Arc<ConnLimits>,
+    limits: Arc<Admission>,
     /// (listener, configured address) -> socket. Reloads serialise on this lock.
     sockets: Mutex<Vec<((String, SocketAddr), Socket)>>,
 }
@@ -161,6 +161,9 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
         }
         None => None,
     };
+    // The descriptor limit as it is now (the binary raised it before starting).
+    let open_files = crate::admission::open_file_limit();
+    let admission = Admission::new(&snapshot.config, open_files, &telemetry.metrics);
     let inner = Arc::new(Inner {
         config_file,
         admin,
@@ -171,7 +174,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
         app,
         telemetry,
         access_log,
-        limits: Arc::new(ConnLimits::default()),
+        limits: Arc::new(admission),
         sockets: Mutex::new(Vec::new()),
     });
     let mut sockets = inner.sockets.lock().unwrap_or_else(|e| e.into_inner());
@@ -399,7 +402,7 @@ fn fingerprint_files(s: &Snapshot) -> Vec<Stamp> {
 /// Run until SIGINT or SIGTERM (reloading on SIGHUP), then drain.
 pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    raise_descriptor_limit(snapshot.config.limits.max_connections);
+    crate::admission::raise_descriptor_limit();
     let running = start(snapshot).await?;
     running.spawn_watcher();
     tokio::spawn(crate::access_log::reopen_on_sigusr1(
@@ -426,29 +429,6 @@ pub async fn run_until_signal(snapshot: Snapshot) -> anyhow::Result<()> {
     running.shutdown(grace).await;
     info!("stopped");
     Ok(())
-}
-
-/// Raise the soft open-file limit to the hard one (systemd and shells often start services at
-/// 1024) and warn when it cannot hold `max_connections`: each proxied connection needs two
-/// descriptors (client and backend), and running out turns requests into 502s.
-fn raise_descriptor_limit(max_connections: usize) {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => {
-            let needed = (max_connections as u64).saturating_mul(2) + 64;
-            if limit < needed {
-                warn!(
-                    limit,
-                    max_connections,
-                    "open-file limit is below 2 x limits.max_connections; a storm of \
-                     connections would run out of descriptors (raise `ulimit -n` / LimitNOFILE, \
-                     or lower max_connections)"
-                );
-            } else {
-                info!(limit, "open-file limit");
-            }
-        }
-        Err(e) => warn!(error = %e, "cannot read or raise the open-file limit"),
-    }
 }
 
 /// Wait for SIGINT or SIGTERM.

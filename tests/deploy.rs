@@ -60,10 +60,14 @@ const METRICS: &[(&str, &[&str])] = &[
     ),
     ("provgate_reload_total", &["outcome"]),
     ("provgate_draining", &[]),
+    ("provgate_accept_paused", &["listener"]),
+    ("provgate_handshakes_in_progress", &[]),
+    ("provgate_handshake_queue_seconds", &[]),
 ];
 const HISTOGRAMS: &[&str] = &[
     "provgate_handshake_duration_seconds",
     "provgate_upstream_duration_seconds",
+    "provgate_handshake_queue_seconds",
 ];
 /// Labels Prometheus adds or histograms carry.
 const TARGET_LABELS: &[&str] = &["instance", "job", "le"];

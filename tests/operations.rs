@@ -255,11 +255,12 @@ async fn reload_adds_and_removes_listeners_and_lets_open_connections_finish() {
 }
 
 #[tokio::test]
-async fn connection_limit_closes_the_extra_connection_and_serves_the_rest() {
+async fn connection_limit_with_on_limit_close_closes_the_extra_connection_and_serves_the_rest() {
     let backend = backend().await;
     let h = Harness::start(
         sipura_pki(),
-        &config(backend, &listener("l", "    max_connections: 2\n")),
+        &(config(backend, &listener("l", "    max_connections: 2\n"))
+            + "limits: { on_limit: close }\n"),
     )
     .await;
     let addr = h.addr("l");

@@ -15,6 +15,8 @@
 //! | `sni_not_in_certificate` | a route matches an SNI name that the certificate's CN/SANs do not cover |
 //! | `client_root_as_server_issuer` | a server certificate issued by a vendor *client* root |
 //! | `key_readable_by_others` | a private key file's mode gives group or others access (e.g. `0644`) |
+//! | `max_connections_above_descriptors` | `limits.max_connections` is above what the open-file limit allows ((limit - reserve) / 2); it is lowered at start |
+//! | `listen_backlog_above_somaxconn` | a listener's `listen_backlog` is above `net.core.somaxconn`, which caps it |
 //! | `unknown_cipher` | a profile's `ciphers` holds a word OpenSSL 3 ignores (unknown or pre-1.1.0 name, TLS 1.3 suite, misplaced `DEFAULT`, or nothing this build can serve) |
 //!
 //! Each route also shows the TLS in effect: the configured OpenSSL string *and* the suites
@@ -148,6 +150,11 @@ pub fn check(s: &Snapshot, now: i64) -> Report {
         .collect();
 
     warnings::profile_warnings(s, &mut warnings);
+    // As `run` would find them: the open-file limit raised to the hard one.
+    let open_files = rlimit::increase_nofile_limit(u64::MAX)
+        .ok()
+        .or_else(crate::admission::open_file_limit);
+    warnings::limit_warnings(s, open_files, crate::accept::somaxconn(), &mut warnings);
 
     let mut client_cas = Vec::new();
     let mut seen = BTreeSet::new();

@@ -182,3 +182,48 @@ pub(super) fn route_warnings(
         }
     }
 }
+
+/// Process limits the host cannot carry: `limits.max_connections` above what the open-file
+/// limit allows (`open_files`, as `run` would raise it), and listen backlogs above
+/// `net.core.somaxconn`.
+pub(super) fn limit_warnings(
+    s: &Snapshot,
+    open_files: Option<u64>,
+    somaxconn: Option<u32>,
+    warnings: &mut Vec<Warning>,
+) {
+    let c = &s.config;
+    let reserve = crate::admission::descriptor_reserve(c);
+    if let (Some(configured), Some(files)) = (c.limits.max_connections, open_files) {
+        let cap = crate::admission::descriptor_cap(files, reserve);
+        if configured > cap {
+            warnings.push(Warning {
+                code: "max_connections_above_descriptors",
+                listener: None,
+                route: None,
+                certificate: None,
+                message: format!(
+                    "limits.max_connections {configured} is above what the open-file limit \
+                     here allows ({cap}: ({files} - {reserve} reserved) / 2, two descriptors \
+                     per proxied connection); provgate lowers it to {cap} at start (raise \
+                     LimitNOFILE / `ulimit -n`)"
+                ),
+            });
+        }
+    }
+    for l in &c.listeners {
+        if let Some(max) = somaxconn.filter(|&max| max < l.listen_backlog) {
+            warnings.push(Warning {
+                code: "listen_backlog_above_somaxconn",
+                listener: Some(l.name.clone()),
+                route: None,
+                certificate: None,
+                message: format!(
+                    "listener '{}': listen_backlog {} is above net.core.somaxconn ({max}), \
+                     which caps it; raise the sysctl for the queue to hold a storm",
+                    l.name, l.listen_backlog
+                ),
+            });
+        }
+    }
+}

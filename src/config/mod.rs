@@ -36,13 +36,14 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    Access, AdminOptions, Backend, CertificateSpec, ClientAuth, Config, HelloMatch, Identity,
-    IdentityHeaders, Limits, Listener, Reload, Route, RouteMatch, SniPattern, Target,
-    DEFAULT_ADMIN_HEADER_TIMEOUT, DEFAULT_ADMIN_IDLE_TIMEOUT, DEFAULT_ADMIN_MAX_CONNECTIONS,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_MAX_CONNECTIONS,
-    DEFAULT_MAC_PATH_PATTERN, DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT,
+    default_max_handshakes, Access, AdminOptions, Backend, CertificateSpec, ClientAuth, Config,
+    HelloMatch, Identity, IdentityHeaders, Limits, Listener, Reload, Route, RouteMatch, SniPattern,
+    Target, DEFAULT_ADMIN_HEADER_TIMEOUT, DEFAULT_ADMIN_IDLE_TIMEOUT,
+    DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_LISTENER_MAX_CONNECTIONS, DEFAULT_LISTEN_BACKLOG, DEFAULT_MAC_PATH_PATTERN,
+    DEFAULT_MAX_HANDSHAKES_CAP, DEFAULT_READ_TIMEOUT,
 };
-pub use raw::{ClientAuthMode, DhGroup, ProxyProtocol, VerifyLevel};
+pub use raw::{ClientAuthMode, DhGroup, OnLimit, ProxyProtocol, VerifyLevel};
 pub use tls::{
     cipher_code, DhParams, EngineKind, Profile, TlsVersion, DH_GROUP_BITS, LEGACY_CIPHERS,
     MAX_LEGACY_DH_BITS, PLAIN,

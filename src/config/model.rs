@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::raw::{ClientAuthMode, ProxyProtocol, VerifyLevel};
+use super::raw::{ClientAuthMode, OnLimit, ProxyProtocol, VerifyLevel};
 use super::tls::{Profile, TlsVersion};
 use crate::hello::HelloFormat;
 
@@ -214,8 +214,11 @@ pub struct Listener {
     pub defaults: Target,
     pub routes: Vec<Route>,
     pub handshake_timeout: Duration,
-    /// Open connections allowed on this listener (all its addresses); more are closed at once.
+    /// Open connections allowed on this listener (all its addresses); at the limit the
+    /// listener waits or closes, as `limits.on_limit` says.
     pub max_connections: usize,
+    /// listen(2) backlog of each of its sockets.
+    pub listen_backlog: u32,
     pub proxy_protocol: ProxyProtocol,
     /// Peers allowed to send a PROXY header.
     pub trusted_proxies: Vec<IpNet>,
@@ -238,13 +241,27 @@ impl Access {
     }
 }
 
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_LISTENER_MAX_CONNECTIONS: usize = 5_000;
+pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+/// `limits.max_handshakes` is at most this by default, however many cores.
+pub const DEFAULT_MAX_HANDSHAKES_CAP: usize = 512;
+
+/// `limits.max_handshakes` by default: 64 per available core, at most
+/// [`DEFAULT_MAX_HANDSHAKES_CAP`].
+pub fn default_max_handshakes() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_mul(64).min(DEFAULT_MAX_HANDSHAKES_CAP)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Open connections allowed in total.
-    pub max_connections: usize,
+    /// Open connections allowed in total, as configured; `None`: what the open-file limit
+    /// allows. Either way it is capped at start by the descriptors ([`crate::admission`]).
+    pub max_connections: Option<usize>,
+    /// At a connection limit: stop accepting (`wait`) or accept and close (`close`).
+    pub on_limit: OnLimit,
+    /// TLS handshakes in progress at once, process-wide (first come, first served).
+    pub max_handshakes: usize,
     /// The request line and headers must arrive within this (slowloris).
     pub header_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
@@ -259,7 +276,9 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections: None,
+            on_limit: OnLimit::Wait,
+            max_handshakes: default_max_handshakes(),
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             max_request_headers: 100,

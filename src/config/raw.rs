@@ -37,7 +37,14 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
+    /// Absent: what the open-file limit allows (see [`crate::admission`]).
     pub max_connections: Option<usize>,
+    /// At a connection limit: `wait` (stop accepting; the kernel's listen queue holds the
+    /// rest) or `close` (accept and close at once).
+    #[serde(default)]
+    pub on_limit: Option<OnLimit>,
+    /// TLS handshakes (with their ClientHello sniff) in progress at once, process-wide.
+    pub max_handshakes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -56,6 +63,17 @@ pub struct RawReload {
     pub watch: bool,
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
+}
+
+/// What an accept loop does at `limits.max_connections` or a listener's `max_connections`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnLimit {
+    /// Stop accepting until a connection ends; the kernel's listen queue holds the rest.
+    #[default]
+    Wait,
+    /// Accept and close at once (counted in `provgate_refused_connections_total`).
+    Close,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -281,6 +299,9 @@ pub struct RawListener {
     pub require_mac_match: Option<bool>,
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// The kernel's queue of connections not yet accepted (capped by net.core.somaxconn).
+    #[serde(default)]
+    pub listen_backlog: Option<u32>,
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocol>,
     #[serde(default)]

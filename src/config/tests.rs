@@ -458,3 +458,52 @@ fn the_mac_path_pattern_is_compiled_once_and_compares_by_text() {
         "{e}"
     );
 }
+
+#[test]
+fn connection_and_handshake_limits_default_and_validate() {
+    let c = load("").unwrap();
+    // No max_connections: what the open-file limit allows, decided at start.
+    assert_eq!(c.limits.max_connections, None);
+    assert_eq!(c.limits.on_limit, OnLimit::Wait);
+    assert_eq!(c.limits.max_handshakes, default_max_handshakes());
+    assert!((1..=DEFAULT_MAX_HANDSHAKES_CAP).contains(&c.limits.max_handshakes));
+    assert_eq!(c.listeners[0].listen_backlog, DEFAULT_LISTEN_BACKLOG);
+    assert_eq!(DEFAULT_LISTEN_BACKLOG, 4096);
+
+    let c = load(
+        "    listen_backlog: 128\n\
+         limits: { max_connections: 300, on_limit: close, max_handshakes: 8 }\n",
+    )
+    .unwrap();
+    assert_eq!(c.limits.max_connections, Some(300));
+    assert_eq!(c.limits.on_limit, OnLimit::Close);
+    assert_eq!(c.limits.max_handshakes, 8);
+    assert_eq!(c.listeners[0].listen_backlog, 128);
+    assert_eq!(
+        load("limits: { on_limit: wait }\n")
+            .unwrap()
+            .limits
+            .on_limit,
+        OnLimit::Wait
+    );
+
+    for (extra, key) in [
+        ("limits: { max_connections: 0 }\n", "limits.max_connections"),
+        ("limits: { max_handshakes: 0 }\n", "limits.max_handshakes"),
+        ("    listen_backlog: 0\n", "listeners[0].listen_backlog"),
+    ] {
+        let e = err(extra);
+        assert!(e.contains(key) && e.contains("at least 1"), "{extra}: {e}");
+    }
+    let e = err("limits: { on_limit: drop }\n");
+    assert!(
+        e.contains("on_limit") || e.contains("unknown variant"),
+        "{e}"
+    );
+    assert!(e.contains("wait") && e.contains("close"), "{e}");
+    let e = err("    listen_backlog: -1\n");
+    assert!(
+        e.contains("listen_backlog") || e.contains("listeners[0]"),
+        "{e}"
+    );
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::Validator;
 use crate::config::model::{
     Access, ClientAuth, Config, HelloMatch, Listener, Route, RouteMatch, SniPattern, Target,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_MAX_CONNECTIONS,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_MAX_CONNECTIONS, DEFAULT_LISTEN_BACKLOG,
 };
 use crate::config::raw::{
     ClientAuthMode, ProxyProtocol, RawClientAuth, RawHelloMatch, RawListener, RawRoute, VerifyLevel,
@@ -96,6 +96,13 @@ impl Validator<'_> {
                 }
                 Some(n) => n,
                 None => DEFAULT_LISTENER_MAX_CONNECTIONS,
+            },
+            listen_backlog: match l.listen_backlog {
+                Some(0) => {
+                    return Err(self.err(format!("{key}.listen_backlog"), "must be at least 1"))
+                }
+                Some(n) => n,
+                None => DEFAULT_LISTEN_BACKLOG,
             },
             proxy_protocol: l.proxy_protocol.unwrap_or(ProxyProtocol::Off),
             trusted_proxies: {

@@ -178,7 +178,12 @@ impl Validator<'_> {
             }
         };
         Ok(Limits {
-            max_connections: count("max_connections", raw.max_connections, d.max_connections)?,
+            max_connections: match raw.max_connections {
+                Some(n) => Some(count("max_connections", Some(n), n)?),
+                None => None,
+            },
+            on_limit: raw.on_limit.unwrap_or(d.on_limit),
+            max_handshakes: count("max_handshakes", raw.max_handshakes, d.max_handshakes)?,
             header_timeout: self.positive(
                 "limits.header_timeout",
                 raw.header_timeout.unwrap_or(d.header_timeout),
