@@ -5,13 +5,14 @@
 #   cmake            pingora's zlib-ng (libz-ng-sys)
 #   perl, make, cc   the vendored OpenSSL
 #   openssl          the standard client the HTTP tests drive (s_client, s_time), as operators do
+#   prlimit          the storm test runs provgate under a low descriptor limit (util-linux)
 provgate_prereqs() {
   local need=() tool
   for tool in "$@"; do
     command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
   done
   [ ${#need[@]} -eq 0 ] && return 0
-  declare -A pkg=([cmake]=cmake [perl]=perl [make]=make [cc]=gcc [openssl]=openssl)
+  declare -A pkg=([cmake]=cmake [perl]=perl [make]=make [cc]=gcc [openssl]=openssl [prlimit]=util-linux)
   local pkgs=()
   for tool in "${need[@]}"; do pkgs+=("${pkg[$tool]}"); done
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

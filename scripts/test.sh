@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # --- system packages the build and the tests need (scripts/prereqs.sh) ---------------------
 . scripts/prereqs.sh
-provgate_prereqs cmake perl make cc openssl
+provgate_prereqs cmake perl make cc openssl prlimit
 
 if [ "${1:-}" = "--" ]; then
   shift
