@@ -200,6 +200,7 @@ fn current(
 /// Count (always) and log (at most once a second) a connection closed at a limit.
 fn refused(t: &Telemetry, listener: &str, peer: SocketAddr, which: &'static str) {
     t.metrics.refused(listener, which);
+    t.metrics.device_retry_caused(listener, "refused");
     if t.refusal_log.allow() {
         warn!(%listener, %peer, reason = which, "connection refused: limit reached");
     }

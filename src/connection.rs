@@ -285,6 +285,12 @@ impl Connection<'_> {
         }
         // Every failure is counted; only the log line is rate-limited.
         m.handshake_failure(name, reason);
+        if matches!(
+            e,
+            ConnError::Handshake(_) | ConnError::Timeout(_) | ConnError::HandshakeQueue(_)
+        ) {
+            m.device_retry_caused(name, "handshake_failure");
+        }
         if let (ConnError::Handshake(h), Some(_)) = (e, &self.hello) {
             m.handshake(Handshake {
                 listener: name,

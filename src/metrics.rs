@@ -256,6 +256,11 @@ pub struct Metrics {
     pub handshakes_in_progress: IntGaugeVec,
     /// The wait for a handshake slot (`limits.max_handshakes`).
     pub handshake_queue: HistogramVec,
+    /// Requests waiting for one of a backend's `max_connections`.
+    pub backend_queue_depth: IntGaugeVec,
+    pub backend_queue: HistogramVec,
+    /// What sends a device into its retry timer (an hour by default on SPA firmware).
+    pub device_retries_caused: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -455,6 +460,28 @@ impl Metrics {
                     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ],
             ),
+            backend_queue_depth: gauge(
+                r,
+                "provgate_backend_queue_depth",
+                "Requests waiting for a free connection to the backend (backends.<name>.max_connections)",
+                &["backend"],
+            ),
+            backend_queue: histogram(
+                r,
+                "provgate_backend_queue_seconds",
+                "Wait for a free backend connection (503 after backends.<name>.queue_timeout)",
+                &["backend"],
+                vec![
+                    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ],
+            ),
+            device_retries_caused: counter(
+                r,
+                "provgate_device_retries_caused_total",
+                "Devices provgate sent into their retry timer (Resync_Error_Retry_Delay, 3600 s by \
+                 default): a refused connection, a failed handshake or a 5xx answer",
+                &["listener", "cause"],
+            ),
             draining,
             registry,
         }
@@ -568,6 +595,14 @@ impl Metrics {
     /// `outcome`: `success` or `failure`.
     pub fn reload(&self, outcome: &str) {
         self.reloads.with_label_values(&[outcome]).inc();
+    }
+
+    /// A device that will wait its retry timer because of provgate or its backend: `cause`
+    /// is `refused`, `handshake_failure` or `status_5xx`.
+    pub fn device_retry_caused(&self, listener: &str, cause: &str) {
+        self.device_retries_caused
+            .with_label_values(&[listener, cause])
+            .inc();
     }
 
     pub fn access_log_line_dropped(&self) {

@@ -23,6 +23,9 @@ pub struct Route {
     pub profile: Profile,
     pub tls: Arc<ServerTls>,
     pub backend: Arc<Backend>,
+    /// The backend's connection slots when it has `max_connections`; shared by every route
+    /// of the snapshot that uses the backend.
+    pub backend_slots: Option<Arc<tokio::sync::Semaphore>>,
     /// Refuse (403) requests whose path holds a MAC other than the client certificate's.
     pub require_mac_match: bool,
     pub identity: Arc<IdentityPolicy>,

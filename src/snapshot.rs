@@ -27,6 +27,8 @@ struct Builder<'a> {
     verifiers: HashMap<ClientAuth, Option<Arc<ClientVerifier>>>,
     contexts: HashMap<(Option<String>, String, ClientAuth), Arc<ServerTls>>,
     identity: Arc<IdentityPolicy>,
+    /// One set of connection slots per backend with `max_connections`.
+    backend_slots: HashMap<String, Arc<tokio::sync::Semaphore>>,
 }
 
 impl Builder<'_> {
@@ -101,6 +103,12 @@ impl Builder<'_> {
             certificate: t.certificate.clone(),
             profile: self.config.profiles[&t.profile].clone(),
             tls,
+            backend_slots: backend.max_connections.map(|n| {
+                self.backend_slots
+                    .entry(backend.name.clone())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(n)))
+                    .clone()
+            }),
             backend: Arc::new(backend.clone()),
             require_mac_match: t.require_mac_match,
             identity: self.identity.clone(),
@@ -133,6 +141,7 @@ impl Snapshot {
             certificates,
             verifiers: HashMap::new(),
             contexts: HashMap::new(),
+            backend_slots: HashMap::new(),
             identity: Arc::new(IdentityPolicy {
                 headers: config.identity.headers.clone(),
                 forward_chain: config.identity.forward_chain,

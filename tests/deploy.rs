@@ -63,11 +63,18 @@ const METRICS: &[(&str, &[&str])] = &[
     ("provgate_accept_paused", &["listener"]),
     ("provgate_handshakes_in_progress", &[]),
     ("provgate_handshake_queue_seconds", &[]),
+    ("provgate_backend_queue_depth", &["backend"]),
+    ("provgate_backend_queue_seconds", &["backend"]),
+    (
+        "provgate_device_retries_caused_total",
+        &["listener", "cause"],
+    ),
 ];
 const HISTOGRAMS: &[&str] = &[
     "provgate_handshake_duration_seconds",
     "provgate_upstream_duration_seconds",
     "provgate_handshake_queue_seconds",
+    "provgate_backend_queue_seconds",
 ];
 /// Labels Prometheus adds or histograms carry.
 const TARGET_LABELS: &[&str] = &["instance", "job", "le"];

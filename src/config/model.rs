@@ -28,7 +28,15 @@ pub struct Backend {
     /// Host header for requests that carry none (HTTP/1.0); `None`: the SNI, else the CN of
     /// the certificate the route presented, else the backend address.
     pub host: Option<String>,
+    /// Requests in flight to the backend at most (so connections to it at most); `None`:
+    /// bounded only by the connection limits. More wait in arrival order.
+    pub max_connections: Option<usize>,
+    /// A request waiting for one of `max_connections` gets 503 (with Retry-After) after this.
+    pub queue_timeout: Duration,
 }
+
+/// Default `backends.<name>.queue_timeout`.
+pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateSpec {

@@ -198,6 +198,12 @@ pub struct RawBackend {
     /// Host header for requests that carry none (HTTP/1.0).
     #[serde(default)]
     pub host: Option<String>,
+    /// Requests in flight to this backend at most; more wait in a FIFO queue.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// How long a request may wait for a backend connection before it gets 503.
+    #[serde(default, with = "humantime_serde")]
+    pub queue_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -507,3 +507,28 @@ fn connection_and_handshake_limits_default_and_validate() {
         "{e}"
     );
 }
+
+#[test]
+fn backend_connection_cap_and_queue_timeout() {
+    let c = load("").unwrap();
+    assert_eq!(c.backends["b"].max_connections, None);
+    assert_eq!(c.backends["b"].queue_timeout, DEFAULT_QUEUE_TIMEOUT);
+    let yaml = BASE.replace(
+        "read_timeout: 1m }",
+        "read_timeout: 1m, max_connections: 64, queue_timeout: 5s }",
+    );
+    let c = Config::from_yaml(Path::new("/etc/provgate/config.yaml"), &yaml).unwrap();
+    assert_eq!(c.backends["b"].max_connections, Some(64));
+    assert_eq!(c.backends["b"].queue_timeout, Duration::from_secs(5));
+    let yaml = BASE.replace(
+        "read_timeout: 1m }",
+        "read_timeout: 1m, max_connections: 0 }",
+    );
+    let e = Config::from_yaml(Path::new("/c.yaml"), &yaml)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("backends.b.max_connections: must be at least 1"),
+        "{e}"
+    );
+}

@@ -50,6 +50,8 @@ pub struct RequestCtx {
     started_at: SystemTime,
     upstream_started: Option<Instant>,
     body_bytes: u64,
+    /// One of the backend's `max_connections`, held until the request is done.
+    backend_slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 pub type ProxyApp = HttpProxy<ProvisioningProxy>;
@@ -92,6 +94,7 @@ impl ProxyHttp for ProvisioningProxy {
             started_at: SystemTime::now(),
             upstream_started: None,
             body_bytes: 0,
+            backend_slot: None,
         }
     }
 
@@ -192,7 +195,11 @@ impl ProxyHttp for ProvisioningProxy {
         _session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let conn = ctx.conn.as_ref().ok_or_else(missing_info)?;
+        let conn = ctx.conn.clone().ok_or_else(missing_info)?;
+        // A retried connect keeps the slot it has.
+        if let (Some(slots), None) = (&conn.route.backend_slots, &ctx.backend_slot) {
+            ctx.backend_slot = Some(self.backend_slot(&conn, slots.clone()).await?);
+        }
         let backend = &conn.route.backend;
         let mut peer = HttpPeer::new(backend.address, false, String::new());
         peer.options.connection_timeout = Some(backend.connect_timeout);
@@ -282,6 +289,7 @@ impl ProxyHttp for ProvisioningProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         self.observe(&conn, session.req_header(), status, e, ctx.upstream_started);
+        ctx.backend_slot = None;
         if self.access_log.enabled() {
             self.access_log(session, &conn, status, ctx);
         }
@@ -327,6 +335,33 @@ async fn continue_if_expected(session: &mut Session) -> Result<bool> {
 }
 
 impl ProvisioningProxy {
+    /// Wait, in arrival order, for one of the backend's `max_connections`: a device that
+    /// waits is served late instead of refused. 503 (with Retry-After) once
+    /// `queue_timeout` has passed.
+    async fn backend_slot(
+        &self,
+        conn: &ConnInfo,
+        slots: Arc<tokio::sync::Semaphore>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let backend = &conn.route.backend;
+        let m = &self.telemetry.metrics;
+        let depth = m.backend_queue_depth.with_label_values(&[&backend.name]);
+        depth.inc();
+        let started = Instant::now();
+        let slot = tokio::time::timeout(backend.queue_timeout, slots.acquire_owned()).await;
+        depth.dec();
+        m.backend_queue
+            .with_label_values(&[&backend.name])
+            .observe(started.elapsed().as_secs_f64());
+        match slot {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                "no free backend connection within backends.<name>.queue_timeout",
+            )),
+        }
+    }
+
     /// Count a finished request: status class, backend latency and errors, the device family.
     fn observe(
         &self,
@@ -339,6 +374,9 @@ impl ProvisioningProxy {
         let m = &self.telemetry.metrics;
         let backend: &str = &conn.route.backend.name;
         m.request(&conn.listener, &conn.route.name, status);
+        if status >= 500 {
+            m.device_retry_caused(&conn.listener, "status_5xx");
+        }
         if let Some(t) = upstream_started {
             match e {
                 Some(err) if err.esource() == &ErrorSource::Upstream => {

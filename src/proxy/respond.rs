@@ -6,6 +6,9 @@ use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
+/// What a 503 (no backend connection free in time) asks the client to wait.
+pub const RETRY_AFTER_SECONDS: &str = "30";
+
 /// Answer `status` with `why` as a one-line plain-text body; the connection closes after it
 /// (what pingora does after any error it generates).
 pub async fn error(session: &mut Session, status: u16, why: &str) -> Result<()> {
@@ -18,6 +21,9 @@ pub async fn error(session: &mut Session, status: u16, why: &str) -> Result<()> 
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    if status == 503 {
+        resp.insert_header(http::header::RETRY_AFTER, RETRY_AFTER_SECONDS)?;
+    }
     session
         .as_downstream_mut()
         .write_error_response(resp, body)
@@ -57,6 +63,9 @@ pub fn explain(status: u16, backend: &str) -> String {
                 limits.max_request_header_bytes"
             .to_string(),
         502 => format!("the provisioning backend '{backend}' could not be reached"),
+        503 => format!(
+            "the provisioning backend '{backend}' had no free connection within its queue_timeout"
+        ),
         504 => format!("the provisioning backend '{backend}' did not answer in time"),
         _ => "the request could not be served".to_string(),
     }
@@ -95,7 +104,7 @@ mod tests {
 
     #[test]
     fn every_status_has_a_sentence() {
-        for code in [400, 413, 431, 502, 504] {
+        for code in [400, 413, 431, 502, 503, 504] {
             assert!(!explain(code, "prov").is_empty());
         }
         assert!(explain(502, "prov").contains("'prov'"));

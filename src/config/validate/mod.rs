@@ -17,7 +17,7 @@ use super::model::{
     AdminOptions, Backend, CertificateSpec, Config, Identity, IdentityHeaders, Limits, MacPath,
     Reload, DEFAULT_ADMIN_HEADER_TIMEOUT, DEFAULT_ADMIN_IDLE_TIMEOUT,
     DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAC_PATH_PATTERN,
-    DEFAULT_READ_TIMEOUT,
+    DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT,
 };
 use super::raw::{self, RawBackend, RawConfig, RawIdentity};
 use super::tls::TlsVersion;
@@ -162,6 +162,18 @@ impl Validator<'_> {
                         }
                         h => h,
                     },
+                    max_connections: match b.max_connections {
+                        Some(0) => {
+                            return Err(
+                                self.err(format!("{key}.max_connections"), "must be at least 1")
+                            )
+                        }
+                        n => n,
+                    },
+                    queue_timeout: self.positive(
+                        &format!("{key}.queue_timeout"),
+                        b.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT),
+                    )?,
                 },
             );
         }
