@@ -444,8 +444,3 @@ fn respond(req: &Request<Incoming>, draining: bool, t: &Telemetry) -> Response<F
     );
     resp
 }
-
-/// Format an address for logs and the demo's printed commands.
-pub fn url(addr: SocketAddr, path: &str) -> String {
-    format!("http://{addr}{path}")
-}

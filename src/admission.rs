@@ -170,7 +170,8 @@ impl Admission {
         a
     }
 
-    /// No descriptor cap and `max_handshakes` slots (tests and tools).
+    /// No descriptor cap and `max_handshakes` slots (tests).
+    #[cfg(test)]
     pub fn unlimited(max_handshakes: usize, metrics: &Metrics) -> Admission {
         let limits = Limits {
             max_handshakes,
@@ -261,6 +262,7 @@ impl Admission {
     }
 
     /// Open connections now, in total.
+    #[cfg(test)]
     pub fn open(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }

@@ -24,32 +24,36 @@
 //!
 //! [`server::start`] binds and serves a [`snapshot::Snapshot`]; the binary's `main` only parses
 //! arguments and sets up logging ([`cli`]).
+//!
+//! Public: what the binary and the integration tests use (config, snapshot, server, the pure
+//! parsers and formatters they drive, the test PKI); the data path's internals are
+//! `pub(crate)`.
 
-pub mod accept;
+pub(crate) mod accept;
 pub mod access_log;
-pub mod admin;
-pub mod admission;
-pub mod check;
+pub(crate) mod admin;
+pub(crate) mod admission;
+pub(crate) mod check;
 pub mod cli;
 pub mod config;
-pub mod connection;
-pub mod demo;
+pub(crate) mod connection;
+pub(crate) mod demo;
 pub mod diagnose;
 pub mod fingerprint;
 pub mod hello;
 pub mod identity;
-// path kept for config/ and check.rs
-/// The identity headers under their old path; they live in [`identity::headers`].
-pub mod identity_headers {
+/// The identity headers under their old path (config/ and check/ use it); they live in
+/// [`identity::headers`].
+pub(crate) mod identity_headers {
     pub use crate::identity::headers::*;
 }
 pub mod metrics;
 pub mod pki;
 pub mod proxy;
 pub mod proxy_protocol;
-pub mod route;
+pub(crate) mod route;
 pub mod sample_backend;
 pub mod server;
 pub mod snapshot;
-pub mod sniff;
-pub mod tls;
+pub(crate) mod sniff;
+pub(crate) mod tls;

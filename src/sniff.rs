@@ -90,6 +90,7 @@ pub enum AlertDescription {
 }
 
 impl AlertDescription {
+    #[cfg(test)]
     pub fn name(self) -> &'static str {
         match self {
             AlertDescription::UnexpectedMessage => "unexpected_message",

@@ -46,8 +46,7 @@ mod vendors;
 mod warnings;
 
 pub use names::looks_like_fqdn;
-pub use vendors::{issuing_vendor_ca, vendor_ca, CaRole, VendorCa, VENDOR_CAS};
-pub use warnings::EXPIRY_WARNING_DAYS;
+pub use vendors::{issuing_vendor_ca, vendor_ca, VendorCa};
 
 use names::dns_names;
 use vendors::ca_name_text;

@@ -264,7 +264,7 @@ pub fn default_max_handshakes() -> usize {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Open connections allowed in total, as configured; `None`: what the open-file limit
-    /// allows. Either way it is capped at start by the descriptors ([`crate::admission`]).
+    /// allows. Either way it is capped at start by the descriptors (`admission.rs`).
     pub max_connections: Option<usize>,
     /// At a connection limit: stop accepting (`wait`) or accept and close (`close`).
     pub on_limit: OnLimit,
@@ -308,7 +308,7 @@ pub const DEFAULT_ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_ADMIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The admin listener's settings besides `admin.listen` (defaults without an `admin:`
-/// section); see [`crate::admin`] for how the limits apply. All are read at start only.
+/// section); see `admin.rs` for how the limits apply. All are read at start only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminOptions {
     /// Clients allowed to connect (empty: any); others are closed before a byte is read.

@@ -37,7 +37,7 @@ pub struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
-    /// Absent: what the open-file limit allows (see [`crate::admission`]).
+    /// Absent: what the open-file limit allows (see `admission.rs`).
     pub max_connections: Option<usize>,
     /// At a connection limit: `wait` (stop accepting; the kernel's listen queue holds the
     /// rest) or `close` (accept and close at once).

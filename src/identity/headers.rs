@@ -54,7 +54,7 @@ pub enum DnFormat {
     /// `CN=x,O=Sipura,C=US` ([`x509::rfc4514`]); what Apache >= 2.3.11 and nginx send.
     #[default]
     Rfc4514,
-    /// `/C=US/O=Sipura/CN=x` ([`x509::dn_legacy`]); Apache `LegacyDNStringFormat`,
+    /// `/C=US/O=Sipura/CN=x` (`tls::x509::dn_legacy`); Apache `LegacyDNStringFormat`,
     /// nginx `$ssl_client_s_dn_legacy`, HAProxy's default `ssl_c_s_dn`.
     Legacy,
 }

@@ -7,7 +7,7 @@
 //! `L=ciscogeneric` certificate.
 //!
 //! [`headers`] turns an identity into the headers the backend receives (`presets` spells them
-//! like other proxies); the X.509 helpers themselves live in [`crate::tls::x509`].
+//! like other proxies); the X.509 helpers themselves live in `tls/x509.rs`.
 
 pub mod headers;
 mod presets;

@@ -258,18 +258,6 @@ pub enum CipherIssue {
     Unavailable { element: String },
 }
 
-impl CipherIssue {
-    /// The word or element at fault.
-    pub fn word(&self) -> &str {
-        match self {
-            CipherIssue::Unknown { word, .. }
-            | CipherIssue::Tls13 { word }
-            | CipherIssue::Misplaced { word } => word,
-            CipherIssue::Unavailable { element } => element,
-        }
-    }
-}
-
 impl std::fmt::Display for CipherIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -15,7 +15,7 @@ pub mod ciphers;
 pub mod dh;
 mod errors;
 
-pub use ciphers::{cipher_issues, effective_suites, CipherIssue, Suite};
+pub use ciphers::{cipher_issues, effective_suites, Suite};
 pub use dh::{describe_dh, dh_params_bits};
 
 use std::pin::Pin;
