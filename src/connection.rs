@@ -202,15 +202,16 @@ impl Connection<'_> {
         if let Some(bits) = tls.dh_bits() {
             self.telemetry.metrics.dhe_handshake(&listener.name, bits);
         }
+        let identity = route.tls.identity(&tls);
         let info = ConnInfo {
-            identity: route.tls.identity(&tls),
             engine: tls.engine(),
             version: tls.version(),
             cipher: tls.cipher(),
             sni: hello.sni.clone(),
             ja4,
             ..self.info(route)
-        };
+        }
+        .with_identity(identity);
         Ok(ProxyStream::new(tls, info))
     }
 
@@ -220,7 +221,8 @@ impl Connection<'_> {
         let route = self.route(None, None)?;
         Ok(ProxyStream::new(
             crate::tls::TlsStream::Plain(Replay::new(early, tcp)),
-            self.info(route),
+            self.info(route)
+                .with_identity(crate::identity::ClientIdentity::none()),
         ))
     }
 
@@ -247,10 +249,13 @@ impl Connection<'_> {
     }
 
     /// The connection's facts for the HTTP phase, as a plain-HTTP connection has them; a TLS
-    /// connection fills in its handshake's.
+    /// connection fills in its handshake's. Either then sets its identity
+    /// ([`ConnInfo::with_identity`]).
     fn info(&self, route: Arc<route::Route>) -> ConnInfo {
         ConnInfo {
             identity: crate::identity::ClientIdentity::none(),
+            device: Default::default(),
+            identity_headers: Vec::new(),
             listener: self.listener.name.clone(),
             engine: crate::tls::Engine::Plain,
             version: "plain",

@@ -6,6 +6,8 @@ use pingora_error::Result;
 use pingora_http::RequestHeader;
 
 use super::ConnInfo;
+use crate::identity::ClientIdentity;
+use crate::route::IdentityPolicy;
 use crate::tls::Engine;
 
 /// Client-address and original-request headers some backend may trust: provgate sets the
@@ -86,23 +88,35 @@ pub fn set_forwarding(req: &mut RequestHeader, conn: &ConnInfo) -> Result<()> {
     };
     req.insert_header("X-Forwarded-Proto", proto)?;
     req.insert_header("X-Forwarded-Port", conn.local.port().to_string())?;
-    let id = &conn.route.identity;
-    for (name, value) in crate::identity::headers::headers(
-        &conn.identity,
-        id.preset,
-        id.dn_format,
-        &id.headers,
-        id.forward_chain,
-    ) {
-        // The haproxy preset's `X-SSL` says whether the client spoke TLS.
-        let value = if conn.engine == Engine::Plain && name == "X-SSL" {
-            "0".to_string()
-        } else {
-            value
-        };
-        req.insert_header(name, value)?;
+    for (name, value) in &conn.identity_headers {
+        req.insert_header(name.clone(), value.as_str())?;
     }
     Ok(())
+}
+
+/// A connection's identity headers under `policy` (built once per connection: DNs,
+/// fingerprints and the encoded certificate do not change between its requests).
+pub fn identity_headers(
+    identity: &ClientIdentity,
+    policy: &IdentityPolicy,
+    engine: Engine,
+) -> Vec<(String, String)> {
+    let mut out = crate::identity::headers::headers(
+        identity,
+        policy.preset,
+        policy.dn_format,
+        &policy.headers,
+        policy.forward_chain,
+    );
+    // The haproxy preset's `X-SSL` says whether the client spoke TLS.
+    if engine == Engine::Plain {
+        for (name, value) in &mut out {
+            if name == "X-SSL" {
+                *value = "0".to_string();
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

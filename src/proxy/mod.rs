@@ -31,7 +31,7 @@ use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 pub use stream::{ConnInfo, ProxyStream};
 
 use crate::access_log::{AccessLog, Entry};
-use crate::identity::{self, Verify};
+
 use crate::metrics::{self, Telemetry};
 
 /// provgate's HTTP behaviour, as pingora hooks. Everything per connection comes from the
@@ -170,10 +170,7 @@ impl ProxyHttp for ProvisioningProxy {
                 return Ok(true);
             }
         };
-        let cert_mac = match (&conn.identity.verify, conn.identity.leaf()) {
-            (Verify::Success, Some(leaf)) => identity::device(leaf).mac,
-            _ => None,
-        };
+        let cert_mac = &conn.device.mac;
         if wanted.iter().all(|m| Some(m) == cert_mac.as_ref()) {
             return continue_if_expected(session).await;
         }
@@ -401,10 +398,7 @@ impl ProvisioningProxy {
     fn access_log(&self, session: &Session, conn: &ConnInfo, status: u16, ctx: &RequestCtx) {
         let req = session.req_header();
         let header = |name: http::header::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
-        let device = match (&conn.identity.verify, conn.identity.leaf()) {
-            (Verify::Success, Some(leaf)) => identity::device(leaf),
-            _ => identity::Device::default(),
-        };
+        let device = &conn.device;
         let verify = conn.identity.verify.to_string();
         let queued = self.access_log.log(&Entry {
             time: ctx.started_at,

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::Limits;
-use crate::identity::ClientIdentity;
+use crate::identity::{ClientIdentity, Device, Verify};
 use crate::route;
 use crate::sniff::Replay;
 use crate::tls::{Engine, TlsStream};
@@ -39,6 +39,11 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// The client certificate and its verification outcome.
     pub identity: ClientIdentity,
+    /// The verified device's fields (empty unless the certificate verified), read once.
+    pub device: Device,
+    /// What the backend is told about the client certificate, built once for the route's
+    /// identity policy ([`super::headers::identity_headers`]), sent with every request.
+    pub identity_headers: Vec<(String, String)>,
     pub limits: Limits,
     /// While set, the request line and headers must have arrived by then (slowloris guard);
     /// the proxy clears it when headers are in and re-arms it after each response.
@@ -46,6 +51,19 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// Set the connection's client identity, with what follows from it once per connection:
+    /// the device fields and the identity headers.
+    pub fn with_identity(mut self, identity: ClientIdentity) -> Self {
+        self.device = match (&identity.verify, identity.leaf()) {
+            (Verify::Success, Some(leaf)) => crate::identity::device(leaf),
+            _ => Device::default(),
+        };
+        self.identity_headers =
+            super::headers::identity_headers(&identity, &self.route.identity, self.engine);
+        self.identity = identity;
+        self
+    }
+
     pub fn arm_header_deadline(&self, within: std::time::Duration) {
         *self
             .header_deadline
