@@ -72,10 +72,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
     let command = cli.command.unwrap_or(Command::Run);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("provgate: cannot start the async runtime: {e}");
@@ -109,6 +106,30 @@ pub fn main() -> ExitCode {
             eprintln!("provgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The async runtime: one worker per CPU the process may use (its affinity mask, so
+/// `taskset` and cgroup cpusets count). With a single CPU, tokio's current-thread scheduler:
+/// the same work without the work-stealing machinery, which measured
+/// faster per request on one core (docs/benchmarks.md). `PROVGATE_RUNTIME=multi|single`
+/// overrides the choice.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let single = match std::env::var("PROVGATE_RUNTIME").as_deref() {
+        Ok("single") => true,
+        Ok("multi") => false,
+        _ => cpus == 1,
+    };
+    if single {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cpus)
+            .enable_all()
+            .build()
     }
 }
 

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp};
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::Stream;
 use pingora_core::server::ShutdownWatch;
 use tokio::net::TcpStream;
@@ -113,7 +114,9 @@ pub async fn serve(
     // A handshake slot first (limits.max_handshakes, first come first served): the wait is
     // not counted against the handshake timeout but bounded by the same duration.
     let established = match admission.handshake_slot(listener.config.plain, limit).await {
-        Some(_slot) => tokio::time::timeout(limit, conn.establish(tcp))
+        // Boxed: the handshake's state (hello, TLS accept) is freed once it is done instead
+        // of sizing this long-lived task.
+        Some(_slot) => tokio::time::timeout(limit, Box::pin(conn.establish(tcp)))
             .await
             .unwrap_or(Err(ConnError::Timeout(limit))),
         None => Err(ConnError::HandshakeQueue(limit)),
@@ -129,9 +132,93 @@ pub async fn serve(
     if info.engine != crate::tls::Engine::Plain {
         handshake_done(&info, name, started, &telemetry);
     }
-    let mut stream: Stream = Box::new(stream);
-    while let Some(reused) = app.process_new(stream, &shutdown).await {
-        stream = reused;
+    http(Box::new(stream), &info, &app, shutdown).await;
+}
+
+/// The HTTP phase: pingora serves one request at a time (`process_new_http`); between
+/// requests the connection waits here, holding no pingora session, header buffer or proxy
+/// future, and pingora gets the next request's first bytes. When pingora may already hold
+/// bytes of the next request (pipelining, chunked or unread bodies), it gets the connection
+/// straight back instead. Idle time and header time are bounded by the stream's deadline
+/// ([`ProxyStream`]); shutdown closes an idle connection at once.
+async fn http(
+    mut stream: Stream,
+    info: &ConnInfo,
+    app: &Arc<ProxyApp>,
+    mut shutdown: ShutdownWatch,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut settings: Option<HttpPersistentSettings> = None;
+    let mut prefix: Option<bytes::BytesMut> = None;
+    loop {
+        let mut session = ServerSession::new_http1(stream);
+        match settings {
+            Some(s) => s.apply_to_session(&mut session),
+            // pingora's own default; the proxy sets the configured idle time per request.
+            None => session.set_keepalive(Some(60)),
+        }
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        }
+        if let Some(p) = prefix.take() {
+            session.set_pipelined_prefix(p);
+        }
+        info.idle_outside.store(false, Relaxed);
+        info.delivered.store(0, Relaxed);
+        let Some(reused) = app.process_new_http(session, &shutdown).await else {
+            return;
+        };
+        let (next, kept) = reused.consume();
+        stream = next;
+        settings = kept;
+        if info.idle_outside.load(Relaxed) {
+            info.delivered.store(0, Relaxed);
+            match next_request(&mut stream, &mut shutdown).await {
+                Some(bytes) => prefix = Some(bytes),
+                None => return,
+            }
+        }
+    }
+}
+
+/// Wait for the next request's first bytes (read through TLS, so bytes OpenSSL or rustls
+/// already hold count). `None`: the client closed, the deadline passed, or shutdown.
+async fn next_request(
+    stream: &mut Stream,
+    shutdown: &mut ShutdownWatch,
+) -> Option<bytes::BytesMut> {
+    use tokio::io::ReadBuf;
+    if *shutdown.borrow() {
+        return None;
+    }
+    let read = std::future::poll_fn(|cx| {
+        // On the stack only while polled: an idle connection keeps no buffer.
+        let mut buf = [0u8; 4096];
+        let mut rb = ReadBuf::new(&mut buf);
+        match std::pin::Pin::new(&mut **stream).poll_read(cx, &mut rb) {
+            std::task::Poll::Ready(Ok(())) => {
+                std::task::Poll::Ready(Ok(bytes::BytesMut::from(rb.filled())))
+            }
+            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    });
+    tokio::select! {
+        biased;
+        r = read => match r {
+            Ok(bytes) if !bytes.is_empty() => Some(bytes),
+            Ok(_) => None,
+            Err(e) => {
+                debug!(error = %e, "keep-alive connection ended");
+                None
+            }
+        },
+        _ = async {
+            // A dropped sender is no shutdown: keep waiting for the client.
+            if shutdown.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        } => None,
     }
 }
 
@@ -267,6 +354,9 @@ impl Connection<'_> {
             local: self.local,
             limits: self.limits.clone(),
             header_deadline: Default::default(),
+            metrics: Default::default(),
+            delivered: Default::default(),
+            idle_outside: Default::default(),
         }
     }
 

@@ -5,8 +5,8 @@
 //! User-Agents never become labels.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::hello::{ClientHello, HelloFormat};
@@ -555,6 +555,43 @@ impl Metrics {
             .inc();
     }
 
+    /// [`Self::request`] through a connection's [`ConnMetrics`]: the label lookup (hashing
+    /// and a lock) only when the status class differs from the previous request's.
+    pub fn request_on(&self, c: &mut ConnMetrics, listener: &str, route: &str, status: u16) {
+        let class = status_class(status);
+        match &c.requests {
+            Some((cached, counter)) if *cached == class => counter.inc(),
+            _ => {
+                let counter = self.requests.with_label_values(&[listener, route, class]);
+                counter.inc();
+                c.requests = Some((class, counter));
+            }
+        }
+    }
+
+    /// [`Self::upstream_seconds`] through a connection's [`ConnMetrics`].
+    pub fn upstream_seconds_on(&self, c: &mut ConnMetrics, backend: &str, seconds: f64) {
+        c.upstream
+            .get_or_insert_with(|| self.upstream_duration.with_label_values(&[backend]))
+            .observe(seconds);
+    }
+
+    /// [`Self::device_seen`] for `user_agent` through a connection's [`ConnMetrics`]. Returns
+    /// whether the User-Agent is new on this connection (the caller records it once).
+    pub fn device_seen_on(&self, c: &mut ConnMetrics, user_agent: &str) -> bool {
+        if let Some((agent, counter)) = &c.device {
+            if **agent == *user_agent {
+                counter.inc();
+                return false;
+            }
+        }
+        let (family, firmware) = device_bucket(user_agent);
+        let counter = self.devices_seen.with_label_values(&[family, &firmware]);
+        counter.inc();
+        c.device = Some((user_agent.into(), counter));
+        true
+    }
+
     /// `kind`: `timeout` or `unreachable`.
     pub fn upstream_error(&self, backend: &str, kind: &str) {
         self.upstream_errors
@@ -632,6 +669,16 @@ fn bounded_version(h: &ClientHello) -> String {
     } else {
         "other".to_string()
     }
+}
+
+/// A connection's request metrics, resolved on its first request and reused while the labels
+/// stay the same: a keep-alive connection's requests share listener, route and backend, and
+/// almost always the status class and the User-Agent.
+#[derive(Debug, Default)]
+pub struct ConnMetrics {
+    requests: Option<(&'static str, IntCounter)>,
+    upstream: Option<Histogram>,
+    device: Option<(Box<str>, IntCounter)>,
 }
 
 /// `2xx`, `4xx`, ... (`0` becomes `none`: no response was written).

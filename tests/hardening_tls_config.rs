@@ -17,7 +17,7 @@ use openssl::bn::BigNum;
 use openssl::dh::Dh;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
 use provgate::pki::CertSpec;
-use rustls::crypto::ring::cipher_suite as cs;
+use rustls::crypto::aws_lc_rs::cipher_suite as cs;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -132,7 +132,7 @@ fn rustls_client(
     }
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: suites,
-        ..rustls::crypto::ring::default_provider()
+        ..rustls::crypto::aws_lc_rs::default_provider()
     };
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(versions)
@@ -361,7 +361,7 @@ async fn tls13_tickets(ca: &std::path::Path, addr: std::net::SocketAddr) -> usiz
     });
     let connector = rustls_client(
         ca,
-        rustls::crypto::ring::default_provider().cipher_suites,
+        rustls::crypto::aws_lc_rs::default_provider().cipher_suites,
         &[&rustls::version::TLS13],
         Some(store.clone()),
     );

@@ -508,7 +508,7 @@ async fn ca_hints(addr: std::net::SocketAddr, ca: &std::path::Path) -> Vec<Strin
     }
     let capture = Arc::new(Capture::default());
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS12])
     .unwrap()

@@ -32,7 +32,7 @@ pub use stream::{ConnInfo, ProxyStream};
 
 use crate::access_log::{AccessLog, Entry};
 
-use crate::metrics::{self, Telemetry};
+use crate::metrics::Telemetry;
 
 /// provgate's HTTP behaviour, as pingora hooks. Everything per connection comes from the
 /// stream's [`ConnInfo`]; what it holds is process-wide (metrics, fingerprints, access log).
@@ -86,6 +86,11 @@ fn missing_info() -> Box<Error> {
 #[async_trait]
 impl ProxyHttp for ProvisioningProxy {
     type CTX = RequestCtx;
+
+    /// No downstream modules: pingora's default adds a (disabled) response-compression module
+    /// whose context is built and run for every request. provgate never compresses: devices
+    /// and backends get the bytes as they are.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
@@ -281,6 +286,12 @@ impl ProxyHttp for ProvisioningProxy {
         };
         // The next request on this connection gets the idle time plus the header time.
         conn.arm_header_deadline(conn.limits.keepalive_timeout + conn.limits.header_timeout);
+        if let Some(h1) = session.as_downstream().as_http1() {
+            conn.request_was_self_contained(
+                h1.get_headers_raw_bytes().len(),
+                session.body_bytes_read(),
+            );
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -370,7 +381,8 @@ impl ProvisioningProxy {
     ) {
         let m = &self.telemetry.metrics;
         let backend: &str = &conn.route.backend.name;
-        m.request(&conn.listener, &conn.route.name, status);
+        let mut cached = conn.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        m.request_on(&mut cached, &conn.listener, &conn.route.name, status);
         if status >= 500 {
             m.device_retry_caused(&conn.listener, "status_5xx");
         }
@@ -384,13 +396,17 @@ impl ProvisioningProxy {
                     };
                     m.upstream_error(backend, kind);
                 }
-                _ => m.upstream_seconds(backend, t.elapsed().as_secs_f64()),
+                _ => m.upstream_seconds_on(&mut cached, backend, t.elapsed().as_secs_f64()),
             }
         }
-        if let Some(ua) = req.headers.get("user-agent").and_then(|v| v.to_str().ok()) {
-            let (family, firmware) = metrics::device_bucket(ua);
-            m.device_seen(family, &firmware);
-            self.telemetry.fingerprints.user_agent(&conn.ja4, ua);
+        if let Some(ua) = req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            if m.device_seen_on(&mut cached, ua) {
+                self.telemetry.fingerprints.user_agent(&conn.ja4, ua);
+            }
         }
     }
 

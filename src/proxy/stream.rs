@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
@@ -48,6 +48,14 @@ pub struct ConnInfo {
     /// While set, the request line and headers must have arrived by then (slowloris guard);
     /// the proxy clears it when headers are in and re-arms it after each response.
     pub header_deadline: Mutex<Option<Instant>>,
+    /// Metric handles the connection's requests share (only its requests touch it).
+    pub metrics: Mutex<crate::metrics::ConnMetrics>,
+    /// Bytes handed to pingora since the connection loop last reset it (see
+    /// [`ConnInfo::request_was_self_contained`]).
+    pub delivered: AtomicUsize,
+    /// Set at the end of a request that took exactly the bytes it was handed: pingora holds
+    /// none of the next request, so the connection loop may wait for it outside pingora.
+    pub idle_outside: AtomicBool,
 }
 
 impl ConnInfo {
@@ -76,6 +84,17 @@ impl ConnInfo {
             .header_deadline
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// At the end of a request: whether the request head (`head` bytes) and its body (`body`
+    /// bytes read, as framed by Content-Length) are exactly what this stream handed to pingora.
+    /// Then pingora has read nothing of a next (pipelined) request, and the connection can
+    /// idle outside pingora ([`crate::connection`]). A chunked body, an unread body or
+    /// pipelined bytes make it `false`, and pingora keeps the connection for its next request.
+    pub fn request_was_self_contained(&self, head: usize, body: usize) -> bool {
+        let clean = self.delivered.load(Ordering::Relaxed) == head + body;
+        self.idle_outside.store(clean, Ordering::Relaxed);
+        clean
     }
 
     fn header_deadline(&self) -> Option<Instant> {
@@ -124,6 +143,8 @@ pub struct ProxyStream {
     id: UniqueIDType,
     /// Timer for the header deadline it was last armed with.
     timer: Option<(Instant, Pin<Box<tokio::time::Sleep>>)>,
+    /// A header deadline is set: the request head is still arriving.
+    armed: bool,
     /// Bytes handed to pingora since the header deadline was last armed: a request head may
     /// not grow past [`header_cap`] while it is still arriving.
     header_bytes: usize,
@@ -155,6 +176,7 @@ impl ProxyStream {
             info: Arc::new(info),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             timer: None,
+            armed: false,
             header_bytes: 0,
             refused: false,
         }
@@ -163,13 +185,21 @@ impl ProxyStream {
     /// `Err(TimedOut)` once the header deadline has passed; registers a wake-up otherwise.
     fn check_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let Some(deadline) = self.info.header_deadline() else {
-            self.timer = None;
+            self.armed = false;
             return Ok(());
         };
+        self.armed = true;
         let timer = match &mut self.timer {
             Some((at, t)) if *at == deadline => t,
+            Some((at, t)) => {
+                // A new deadline: a new request head starts (the timer is re-armed, not
+                // reallocated).
+                self.header_bytes = 0;
+                *at = deadline;
+                t.as_mut().reset(deadline.into());
+                t
+            }
             slot => {
-                // A new deadline: a new request head starts.
                 self.header_bytes = 0;
                 let t = Box::pin(tokio::time::sleep_until(deadline.into()));
                 &mut slot.insert((deadline, t)).1
@@ -214,6 +244,24 @@ impl AsyncRead for ProxyStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = this.read_checked(cx, buf);
+        let got = buf.filled().len() - before;
+        if got > 0 {
+            this.info.delivered.fetch_add(got, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl ProxyStream {
+    /// A read with the header deadline and the request-head cap applied.
+    fn read_checked(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self;
         if this.refused {
             // Answer sent (or being sent): flush it, then end the connection.
             ready!(this.poll_drain(cx))?;
@@ -223,7 +271,7 @@ impl AsyncRead for ProxyStream {
         if let Err(e) = this.check_deadline(cx) {
             return Poll::Ready(Err(e));
         }
-        if this.timer.is_none() {
+        if !this.armed {
             // Headers are in: the body and the connection's next bytes flow freely.
             return Pin::new(&mut this.tls).poll_read(cx, buf);
         }

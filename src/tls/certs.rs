@@ -189,14 +189,14 @@ fn read(path: &Path) -> Result<Vec<u8>, CertError> {
     })
 }
 
-/// rustls (ring) signs with RSA 2048+ and EC P-256/P-384 keys; the old devices' 1024-bit RSA
+/// rustls (aws-lc-rs) signs with RSA 2048-8192 and EC keys; the old devices' 1024-bit RSA
 /// keys are refused, and such certificates are then served by the legacy engine only.
 fn rustls_key(chain: &[X509], key: &PKey<Private>) -> Result<Arc<CertifiedKey>, String> {
     let pkcs8 = key
         .private_key_to_pkcs8()
         .map_err(|e| format!("cannot encode key as PKCS#8: {e}"))?;
     let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8));
-    let signer = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|_| {
+    let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&der).map_err(|_| {
         format!(
             "rustls cannot sign with a {} key (it needs RSA 2048-8192 or EC P-256/P-384)",
             describe_key(key)

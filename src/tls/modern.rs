@@ -1,4 +1,4 @@
-//! The modern engine: rustls (ring provider), TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
+//! The modern engine: rustls (aws-lc-rs provider), TLS 1.2 and 1.3, HTTP/1.1 by ALPN.
 //!
 //! The server picks the suite ([`suite_order`], `ignore_client_order`), like the legacy
 //! engine does with `CIPHER_SERVER_PREFERENCE`.
@@ -24,7 +24,7 @@ use crate::hello::{ClientHello, ProtocolVersion};
 /// for are candidates, so RSA-vs-ECDSA order never decides anything). rustls's own default
 /// list has the same AES-256 > AES-128 > ChaCha20 order but lets the client decide.
 pub fn suite_order() -> Vec<SupportedCipherSuite> {
-    use rustls::crypto::ring::cipher_suite as cs;
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
     vec![
         cs::TLS13_AES_256_GCM_SHA384,
         cs::TLS13_AES_128_GCM_SHA256,
@@ -102,7 +102,7 @@ impl ModernContext {
         }
         let provider = Arc::new(rustls::crypto::CryptoProvider {
             cipher_suites: suite_order(),
-            ..rustls::crypto::ring::default_provider()
+            ..rustls::crypto::aws_lc_rs::default_provider()
         });
         let suites = provider.cipher_suites.clone();
         let builder = ServerConfig::builder_with_provider(provider.clone())

@@ -316,7 +316,7 @@ pub async fn modern_with_cert(
             .add(rustls_pki_types::CertificateDer::from(c.to_der().unwrap()))
             .unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .unwrap()

@@ -189,6 +189,12 @@ impl LegacyContext {
         b.set_options(options);
         // Give the record buffers (about 34 KB) back while a connection idles between requests.
         b.set_mode(SslMode::RELEASE_BUFFERS);
+        // Take a whole record (and whatever follows it) in one read instead of a 5-byte header
+        // read and a body read: one `recv` per request instead of three (nginx does the same).
+        // OpenSSL reads ahead only once the application keys are in use, so the handshake never
+        // consumes bytes past its own records. Encrypt-then-MAC stays honoured when a client
+        // offers it (the devices never do: RFC 7366 is newer than their firmware).
+        b.set_read_ahead(true);
         b.set_min_proto_version(Some(ssl_version(min)))
             .map_err(setup(format!("minimum version {min}")))?;
         b.set_max_proto_version(Some(ssl_version(max)))
