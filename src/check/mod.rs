@@ -40,11 +40,13 @@ use crate::tls::legacy::Suite;
 use crate::tls::x509::{common_name, load_pem_certs, name_to_string};
 use crate::tls::Engines;
 
+mod families;
 mod names;
 mod text;
 mod vendors;
 mod warnings;
 
+pub(crate) use families::{devices_trusting, DeviceTrust};
 pub use names::looks_like_fqdn;
 pub use vendors::{issuing_vendor_ca, vendor_ca, VendorCa};
 
@@ -78,6 +80,9 @@ pub struct CertificateReport {
     pub chain_length: usize,
     /// The vendor CA that issued it, and the devices that trust it; `None` when unknown.
     pub vendor_ca: Option<&'static VendorCa>,
+    /// The devices whose firmware trusts that vendor CA (vendor list and field reports, each
+    /// row with its source); empty when the issuer is not a server vendor CA.
+    pub devices: Vec<&'static DeviceTrust>,
     /// Why rustls cannot use the key, when it cannot.
     pub rustls_unusable: Option<String>,
     pub key_file: String,
@@ -240,6 +245,9 @@ fn certificate_report(c: &LoadedCert, now: i64, warnings: &mut Vec<Warning>) -> 
         dns_names,
         chain_length: i.chain_len,
         vendor_ca: vendor,
+        devices: vendor
+            .map(|v| devices_trusting(v.family))
+            .unwrap_or_default(),
         rustls_unusable: c.rustls.as_ref().err().cloned(),
         key_file: c.key_file.display().to_string(),
         key_mode: c.key_mode.map(|m| format!("{m:04o}")),

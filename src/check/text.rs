@@ -19,6 +19,17 @@ impl Report {
             let _ = writeln!(out, "    subject    {}", c.subject);
             let _ = writeln!(out, "    issuer     {}", c.issuer);
             let _ = writeln!(out, "    vendor CA  {family}");
+            if !c.devices.is_empty() {
+                let _ = writeln!(out, "    trusted by (device, firmware; source)");
+            }
+            for d in &c.devices {
+                let note = if d.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", d.note)
+                };
+                let _ = writeln!(out, "      {}{note}; {}", d.label(), d.source);
+            }
             let _ = writeln!(
                 out,
                 "    CN         {} ({})",
