@@ -129,6 +129,34 @@ impl Report {
                 }
             }
         }
+        if self.dns.skipped {
+            let _ = writeln!(
+                out,
+                "\nDNS lookups skipped (--offline): cn_does_not_resolve and \
+                 cn_resolves_elsewhere not checked"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\nDNS (CN looked up as the devices do: A records, {} ms for all)",
+                self.dns.timeout_ms.unwrap_or_default()
+            );
+            if self.dns.names.is_empty() {
+                let _ = writeln!(out, "  no CN to look up");
+            }
+            for n in &self.dns.names {
+                let answer = match &n.error {
+                    Some(why) => why.clone(),
+                    None => n
+                        .addresses
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                let _ = writeln!(out, "  {} -> {answer}", n.name);
+            }
+        }
         let _ = writeln!(out, "\nwarnings: {}", self.warnings.len());
         for w in &self.warnings {
             let place = match (&w.listener, &w.route) {
