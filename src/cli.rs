@@ -54,6 +54,10 @@ enum Command {
         /// Exit 1 when the config is valid but has warnings.
         #[arg(long)]
         strict: bool,
+        /// Skip the DNS lookups of the certificates' CNs (cn_does_not_resolve,
+        /// cn_resolves_elsewhere), e.g. on a build machine without the production DNS.
+        #[arg(long)]
+        offline: bool,
     },
     /// Run on a throwaway setup (generated CAs, three listeners, a sample backend) and print
     /// commands to try.
@@ -93,8 +97,12 @@ pub fn main() -> ExitCode {
                 }
             };
         }
-        Command::Check { json, strict } => {
-            return check(cli.config.as_deref(), json, strict);
+        Command::Check {
+            json,
+            strict,
+            offline,
+        } => {
+            return check(cli.config.as_deref(), json, strict, offline);
         }
         Command::Run => {
             let Some(snapshot) = load(cli.config.as_deref()) else {
@@ -127,7 +135,7 @@ fn load(config: Option<&Path>) -> Option<Snapshot> {
     }
 }
 
-fn check(config: Option<&Path>, json: bool, strict: bool) -> ExitCode {
+fn check(config: Option<&Path>, json: bool, strict: bool, offline: bool) -> ExitCode {
     let loaded = match config {
         None => Err("--config FILE is required (or try `provgate demo`)".to_string()),
         Some(file) => Snapshot::load(file).map_err(|e| format!("invalid configuration: {e}")),
@@ -147,7 +155,12 @@ fn check(config: Option<&Path>, json: bool, strict: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let report = crate::check::check(&snapshot, crate::check::unix_now());
+    let report = if offline {
+        crate::check::check(&snapshot, crate::check::unix_now())
+    } else {
+        let timeout = crate::check::LOOKUP_TIMEOUT;
+        crate::check::check_with_lookups(&snapshot, crate::check::unix_now(), timeout)
+    };
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),

@@ -183,6 +183,9 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
         sockets.push((key, socket));
     }
     drop(sockets);
+    // The device's own name check (CN looked up, compared with the bound address), logged
+    // from a thread once serving: never waits on DNS.
+    crate::check::log_in_background(inner.snapshot.load_full(), "start");
     Ok(Running { inner })
 }
 
@@ -267,6 +270,7 @@ impl Inner {
             let socket = self.spawn_accept(&key.0, tcp);
             sockets.push((key, socket));
         }
+        crate::check::log_in_background(self.snapshot.load_full(), "reload");
         Ok(())
     }
 

@@ -232,6 +232,9 @@ pub struct Listener {
     pub trusted_proxies: Vec<IpNet>,
     /// Client addresses checked before TLS (after PROXY protocol).
     pub access: Access,
+    /// `public_addresses`: where devices connect when that is not a bound address (NAT, a
+    /// PROXY-protocol load balancer); what a certificate's CN may resolve to.
+    pub public_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 /// Source allow/deny lists: deny wins; a non-empty allow list admits only its entries.

@@ -316,6 +316,10 @@ pub struct RawListener {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+    /// The IPv4 addresses devices connect to when they are not the bound ones (NAT, a PROXY
+    /// protocol load balancer); `check` accepts a CN resolving to one of them.
+    #[serde(default)]
+    pub public_addresses: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -119,7 +119,33 @@ impl Validator<'_> {
                 allow: self.cidrs(&format!("{key}.allow"), &l.allow)?,
                 deny: self.cidrs(&format!("{key}.deny"), &l.deny)?,
             },
+            public_addresses: self.public_addresses(key, &l.public_addresses)?,
         })
+    }
+
+    /// `public_addresses`: IPv4 addresses (devices look up A records only).
+    fn public_addresses(
+        &self,
+        key: &str,
+        list: &[String],
+    ) -> Result<Vec<std::net::Ipv4Addr>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| match s.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(a)) => Ok(a),
+                Ok(std::net::IpAddr::V6(_)) => Err(self.err(
+                    format!("{key}.public_addresses[{i}]"),
+                    format!(
+                        "'{s}' is an IPv6 address; devices look up A records only, so list \
+                         the IPv4 addresses they connect to"
+                    ),
+                )),
+                Err(_) => Err(self.err(
+                    format!("{key}.public_addresses[{i}]"),
+                    format!("'{s}' is not an IPv4 address (no port, no CIDR)"),
+                )),
+            })
+            .collect()
     }
 
     /// A `tls: plain` listener has no certificate, client auth, or TLS-only route matches.
