@@ -1,5 +1,5 @@
-//! Command line: `run` (default), `check`, `demo`, `probe`. Config problems exit 64 (EX_USAGE)
-//! before any port is bound.
+//! Command line: `run` (default), `check`, `demo`, `init`, `csr`, `probe`. Config problems
+//! exit 64 (EX_USAGE) before any port is bound.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::snapshot::Snapshot;
-use crate::{demo, server};
+use crate::{csr, demo, server};
 
 /// EX_USAGE from sysexits.h: the configuration is wrong.
 pub const EXIT_CONFIG: u8 = 64;
@@ -62,6 +62,12 @@ enum Command {
     /// Run on a throwaway setup (generated CAs, three listeners, a sample backend) and print
     /// commands to try.
     Demo,
+    /// Write throwaway per-family CAs and certificates and a config.yaml that `check` and
+    /// `run` accept into an empty folder: a first configuration to edit.
+    Init(demo::InitArgs),
+    /// Write a private key (0600) and a certificate signing request for one vendor CA
+    /// family, and print where to send it.
+    Csr(csr::CsrArgs),
     /// GET an http:// URL (e.g. http://127.0.0.1:9900/healthz) and exit 0 on 200, 1
     /// otherwise: a health check for images without curl.
     Probe {
@@ -88,6 +94,8 @@ pub fn main() -> ExitCode {
     };
     let result = match command {
         Command::Demo => runtime.block_on(demo::run()),
+        Command::Init(args) => return demo::init(&args),
+        Command::Csr(args) => return csr::run(&args),
         Command::Probe { url, timeout } => {
             return match runtime.block_on(probe(&url, timeout)) {
                 Ok(()) => ExitCode::SUCCESS,
