@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 # --- system packages the build and the tests need (scripts/prereqs.sh) ---------------------
 . scripts/prereqs.sh
 provgate_prereqs cmake perl make cc openssl prlimit
+provgate_browser
 
 if [ "${1:-}" = "--" ]; then
   shift

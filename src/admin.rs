@@ -1,7 +1,8 @@
-//! The admin listener: `/healthz` (the process is up), `/readyz` (it accepts traffic; 503 as
-//! soon as draining starts), `/metrics` (Prometheus text) and `/fingerprints` (JSON of recently
-//! seen ClientHello fingerprints with the User-Agents seen over them; MACs and serials masked
-//! unless `admin.show_device_ids`, see [`crate::fingerprint::mask_device_ids`]).
+//! The admin listener: `/` (the status page, HTML, see [`crate::status_page`]), `/healthz`
+//! (the process is up), `/readyz` (it accepts traffic; 503 as soon as draining starts),
+//! `/metrics` (Prometheus text) and `/fingerprints` (JSON of recently seen ClientHello
+//! fingerprints with the User-Agents seen over them; MACs and serials masked unless
+//! `admin.show_device_ids`, see [`crate::fingerprint::mask_device_ids`]).
 //!
 //! The port is plain HTTP without authentication, so it defends itself (see [`config::AdminOptions`]):
 //! - `admin.allow`: connections from other addresses are closed before a byte is read;
@@ -24,12 +25,16 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::check::Report;
 use crate::config;
 use crate::metrics::Telemetry;
+use crate::snapshot::Snapshot;
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -53,15 +58,68 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(120);
 /// The `listener` label of the admin port's refusals in `provgate_refused_connections_total`.
 pub const METRIC_LISTENER: &str = "(admin)";
 
+/// The status page reuses a `check` report of the running snapshot for this long (a new
+/// snapshot is checked at once): the check reads files and builds TLS contexts.
+pub const REPORT_TTL: Duration = Duration::from_secs(30);
+
+/// What the answers are made from.
+struct State {
+    telemetry: Arc<Telemetry>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The last check report; one check at a time.
+    report: tokio::sync::Mutex<Option<CachedReport>>,
+}
+
+/// A check report, of which snapshot, made when.
+struct CachedReport {
+    of: Weak<Snapshot>,
+    at: Instant,
+    report: Arc<Report>,
+}
+
+impl State {
+    /// A check report of the running snapshot, at most [`REPORT_TTL`] old.
+    async fn report(&self) -> Option<Arc<Report>> {
+        let snapshot = self.snapshot.load_full();
+        let mut cached = self.report.lock().await;
+        if let Some(c) = cached.as_ref() {
+            if c.of.upgrade().is_some_and(|s| Arc::ptr_eq(&s, &snapshot))
+                && c.at.elapsed() < REPORT_TTL
+            {
+                return Some(c.report.clone());
+            }
+        }
+        let of = Arc::downgrade(&snapshot);
+        let report = tokio::task::spawn_blocking(move || {
+            crate::check::check(&snapshot, crate::check::unix_now())
+        })
+        .await
+        .ok()
+        .map(Arc::new)?;
+        *cached = Some(CachedReport {
+            of,
+            at: Instant::now(),
+            report: report.clone(),
+        });
+        Some(report)
+    }
+}
+
 /// Serve until `stop`. `draining` only changes the answers: the admin port stays up through
 /// the whole drain so probes and scrapes see it (`stop` is cancelled once the drain is over).
 pub async fn serve(
     listener: TcpListener,
     settings: config::AdminOptions,
     telemetry: Arc<Telemetry>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
     draining: ShutdownWatch,
     stop: CancellationToken,
 ) {
+    let state = Arc::new(State {
+        telemetry: telemetry.clone(),
+        snapshot,
+        report: tokio::sync::Mutex::new(None),
+    });
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let limits = Limits {
         header: settings.header_timeout,
@@ -93,10 +151,10 @@ pub async fn serve(
             refuse(&telemetry, tcp, peer, "listener_limit");
             continue;
         };
-        let (draining, telemetry, stop) = (draining.clone(), telemetry.clone(), stop.clone());
+        let (draining, state, stop) = (draining.clone(), state.clone(), stop.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            connection(tcp, peer, limits, max_age, draining, telemetry, stop).await;
+            connection(tcp, peer, limits, max_age, draining, state, stop).await;
         });
     }
 }
@@ -125,19 +183,18 @@ async fn connection(
     limits: Limits,
     max_age: Duration,
     draining: ShutdownWatch,
-    telemetry: Arc<Telemetry>,
+    state: Arc<State>,
     stop: CancellationToken,
 ) {
     let tracker = Arc::new(Tracker::new());
     let io = Guarded::new(tcp, tracker.clone(), limits);
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: Request<Incoming>| {
         tracker.request();
-        let resp = respond(&req, *draining.borrow(), &telemetry);
-        let resp = resp.map(|inner| TrackedBody {
-            inner,
-            tracker: tracker.clone(),
-        });
-        async move { Ok::<_, Infallible>(resp) }
+        let (draining, state, tracker) = (*draining.borrow(), state.clone(), tracker.clone());
+        async move {
+            let resp = respond(&req, draining, &state).await;
+            Ok::<_, Infallible>(resp.map(|inner| TrackedBody { inner, tracker }))
+        }
     });
     let conn = http1::Builder::new()
         // Deadlines are `Guarded`'s: hyper's header timer also runs while a keep-alive
@@ -415,8 +472,10 @@ impl AsyncWrite for Guarded {
     }
 }
 
-fn respond(req: &Request<Incoming>, draining: bool, t: &Telemetry) -> Response<Full<Bytes>> {
+async fn respond(req: &Request<Incoming>, draining: bool, state: &State) -> Response<Full<Bytes>> {
+    let t = &state.telemetry;
     let (status, content_type, body) = match req.uri().path() {
+        "/" => return status_page(draining, state).await,
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         "/readyz" if draining => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -441,6 +500,41 @@ fn respond(req: &Request<Incoming>, draining: bool, t: &Telemetry) -> Response<F
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+/// `/`: the HTML status page; never cached, and nothing but inline CSS may load or run.
+async fn status_page(draining: bool, state: &State) -> Response<Full<Bytes>> {
+    use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+    let (status, body) = match state.report().await {
+        Some(report) => (
+            StatusCode::OK,
+            crate::status_page::render(&crate::status_page::Page {
+                report: &report,
+                telemetry: &state.telemetry,
+                now: std::time::SystemTime::now(),
+                draining,
+            }),
+        ),
+        None => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "<!DOCTYPE html><title>provgate status</title><p>the status page could not check \
+             the running configuration (see the log); /metrics and /fingerprints still answer</p>\n"
+                .to_string(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
     );
     resp
 }

@@ -1,5 +1,5 @@
-//! Command line: `run` (default), `check`, `demo`, `probe`. Config problems exit 64 (EX_USAGE)
-//! before any port is bound.
+//! Command line: `run` (default), `check`, `demo`, `init`, `csr`, `probe`. Config problems
+//! exit 64 (EX_USAGE) before any port is bound.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use crate::snapshot::Snapshot;
-use crate::{demo, server};
+use crate::{csr, demo, server};
 
 /// EX_USAGE from sysexits.h: the configuration is wrong.
 pub const EXIT_CONFIG: u8 = 64;
@@ -54,10 +54,20 @@ enum Command {
         /// Exit 1 when the config is valid but has warnings.
         #[arg(long)]
         strict: bool,
+        /// Skip the DNS lookups of the certificates' CNs (cn_does_not_resolve,
+        /// cn_resolves_elsewhere), e.g. on a build machine without the production DNS.
+        #[arg(long)]
+        offline: bool,
     },
     /// Run on a throwaway setup (generated CAs, three listeners, a sample backend) and print
     /// commands to try.
     Demo,
+    /// Write throwaway per-family CAs and certificates and a config.yaml that `check` and
+    /// `run` accept into an empty folder: a first configuration to edit.
+    Init(demo::InitArgs),
+    /// Write a private key (0600) and a certificate signing request for one vendor CA
+    /// family, and print where to send it.
+    Csr(csr::CsrArgs),
     /// GET an http:// URL (e.g. http://127.0.0.1:9900/healthz) and exit 0 on 200, 1
     /// otherwise: a health check for images without curl.
     Probe {
@@ -81,6 +91,8 @@ pub fn main() -> ExitCode {
     };
     let result = match command {
         Command::Demo => runtime.block_on(demo::run()),
+        Command::Init(args) => return demo::init(&args),
+        Command::Csr(args) => return csr::run(&args),
         Command::Probe { url, timeout } => {
             return match runtime.block_on(probe(&url, timeout)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -90,8 +102,12 @@ pub fn main() -> ExitCode {
                 }
             };
         }
-        Command::Check { json, strict } => {
-            return check(cli.config.as_deref(), json, strict);
+        Command::Check {
+            json,
+            strict,
+            offline,
+        } => {
+            return check(cli.config.as_deref(), json, strict, offline);
         }
         Command::Run => {
             let Some(snapshot) = load(cli.config.as_deref()) else {
@@ -148,7 +164,7 @@ fn load(config: Option<&Path>) -> Option<Snapshot> {
     }
 }
 
-fn check(config: Option<&Path>, json: bool, strict: bool) -> ExitCode {
+fn check(config: Option<&Path>, json: bool, strict: bool, offline: bool) -> ExitCode {
     let loaded = match config {
         None => Err("--config FILE is required (or try `provgate demo`)".to_string()),
         Some(file) => Snapshot::load(file).map_err(|e| format!("invalid configuration: {e}")),
@@ -168,7 +184,12 @@ fn check(config: Option<&Path>, json: bool, strict: bool) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let report = crate::check::check(&snapshot, crate::check::unix_now());
+    let report = if offline {
+        crate::check::check(&snapshot, crate::check::unix_now())
+    } else {
+        let timeout = crate::check::LOOKUP_TIMEOUT;
+        crate::check::check_with_lookups(&snapshot, crate::check::unix_now(), timeout)
+    };
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),

@@ -238,6 +238,7 @@ fn handshake_done(info: &ConnInfo, name: &str, started: Instant, telemetry: &Tel
         outcome: "success",
     });
     m.handshake_seconds(name, engine, started.elapsed().as_secs_f64());
+    telemetry.recent.handshake_ok();
     debug!(
         listener = %info.listener, %route, %peer, %local, engine, version = info.version,
         cipher = %info.cipher, sni = info.sni.as_deref().unwrap_or("-"), ja4 = %info.ja4,
@@ -380,6 +381,9 @@ impl Connection<'_> {
         }
         // Every failure is counted; only the log line is rate-limited.
         m.handshake_failure(name, reason);
+        telemetry
+            .recent
+            .failed(name, peer, e, self.hello.as_ref(), self.route.as_deref());
         if matches!(
             e,
             ConnError::Handshake(_) | ConnError::Timeout(_) | ConnError::HandshakeQueue(_)

@@ -19,7 +19,8 @@
 //!   ──► backend (HTTP/1.1)                    access_log/ (one line per request)
 //!
 //!  config/ (raw YAML -> validate/ -> model) ──► snapshot.rs (certs, TLS contexts, routes),
-//!  swapped whole in an ArcSwap by server.rs on reload; admin.rs, metrics.rs, check/ beside.
+//!  swapped whole in an ArcSwap by server.rs on reload; admin.rs (status_page.rs, recent.rs),
+//!  metrics.rs, check/ beside.
 //! ```
 //!
 //! [`server::start`] binds and serves a [`snapshot::Snapshot`]; the binary's `main` only parses
@@ -37,6 +38,7 @@ pub(crate) mod check;
 pub mod cli;
 pub mod config;
 pub(crate) mod connection;
+pub(crate) mod csr;
 pub(crate) mod demo;
 pub mod diagnose;
 pub mod fingerprint;
@@ -51,9 +53,11 @@ pub mod metrics;
 pub mod pki;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod recent;
 pub(crate) mod route;
 pub mod sample_backend;
 pub mod server;
 pub mod snapshot;
 pub(crate) mod sniff;
+pub(crate) mod status_page;
 pub(crate) mod tls;

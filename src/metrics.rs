@@ -20,6 +20,9 @@ pub struct Telemetry {
     pub refusal_log: RateLimit,
     /// Connections that end before HTTP are counted always; their log lines pass this.
     pub failure_log: FailureLogLimit,
+    /// The last hour's handshake counts, the last failed handshakes, the last reload (the
+    /// admin status page).
+    pub recent: crate::recent::Recent,
 }
 
 /// At most one event per second passes; the rest are only counted by the caller's metric.
@@ -223,6 +226,7 @@ impl Telemetry {
             fingerprints: Default::default(),
             refusal_log: RateLimit::default(),
             failure_log: FailureLogLimit::default(),
+            recent: Default::default(),
         }
     }
 }

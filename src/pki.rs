@@ -1,5 +1,6 @@
 //! Throwaway certificate authorities and certificates, made with OpenSSL, for `provgate demo`
-//! and the tests. Nothing here is meant for production keys.
+//! and the tests. Nothing here is meant for production keys, except [`write_new_key`], which
+//! also stores the key `provgate csr` generates.
 
 use std::path::Path;
 
@@ -174,18 +175,23 @@ pub fn write_pair(
     let chain = dir.join(format!("{stem}.pem"));
     let keyf = dir.join(format!("{stem}.key"));
     std::fs::write(&chain, cert.to_pem().map_err(std::io::Error::other)?)?;
-    // The key is created 0600: only its owner reads it (check warns about anything wider).
+    let _ = std::fs::remove_file(&keyf);
+    write_new_key(&keyf, key)?;
+    Ok((chain, keyf))
+}
+
+/// Write `key` (PKCS#8 PEM) to a new file `path`, created 0600: only its owner reads it
+/// (check warns about anything wider). Fails with `AlreadyExists` rather than replace a file.
+pub fn write_new_key(path: &Path, key: &PKey<Private>) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let pem = key
         .private_key_to_pem_pkcs8()
         .map_err(std::io::Error::other)?;
-    let _ = std::fs::remove_file(&keyf);
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&keyf)?
-        .write_all(&pem)?;
-    Ok((chain, keyf))
+        .open(path)?
+        .write_all(&pem)
 }

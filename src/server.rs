@@ -137,6 +137,11 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let app = proxy::app(telemetry.clone(), access_log.clone());
     let config_file = snapshot.config.file.clone();
+    // The open-file limit now (the binary raised it before starting), before the snapshot is
+    // shared with the admin port.
+    let open_files = crate::admission::open_file_limit();
+    let admission = Admission::new(&snapshot.config, open_files, &telemetry.metrics);
+    let snapshot = Arc::new(ArcSwap::from_pointee(snapshot));
     let admin = match admin_socket {
         Some(tcp) => {
             let addr = tcp.local_addr().ok();
@@ -146,7 +151,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
                     allow = ?admin_options.allow,
                     max_connections = admin_options.max_connections,
                     show_device_ids = admin_options.show_device_ids,
-                    "admin listening (/healthz, /readyz, /metrics, /fingerprints)"
+                    "admin listening (/ status page, /healthz, /readyz, /metrics, /fingerprints)"
                 );
             }
             // Outside `tasks`: the drain waits for those, and the admin port must outlive it.
@@ -154,6 +159,7 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
                 tcp,
                 admin_options,
                 telemetry.clone(),
+                snapshot.clone(),
                 watch,
                 admin_stop.clone(),
             ));
@@ -161,16 +167,13 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
         }
         None => None,
     };
-    // The descriptor limit as it is now (the binary raised it before starting).
-    let open_files = crate::admission::open_file_limit();
-    let admission = Admission::new(&snapshot.config, open_files, &telemetry.metrics);
     let inner = Arc::new(Inner {
         config_file,
         admin,
         admin_stop,
         shutdown,
         tasks,
-        snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+        snapshot,
         app,
         telemetry,
         access_log,
@@ -183,6 +186,9 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
         sockets.push((key, socket));
     }
     drop(sockets);
+    // The device's own name check (CN looked up, compared with the bound address), logged
+    // from a thread once serving: never waits on DNS.
+    crate::check::log_in_background(inner.snapshot.load_full(), "start");
     Ok(Running { inner })
 }
 
@@ -267,6 +273,7 @@ impl Inner {
             let socket = self.spawn_accept(&key.0, tcp);
             sockets.push((key, socket));
         }
+        crate::check::log_in_background(self.snapshot.load_full(), "reload");
         Ok(())
     }
 
@@ -276,6 +283,9 @@ impl Inner {
             .and_then(|next| self.apply(next).map_err(ReloadError::from));
         let outcome = if result.is_ok() { "success" } else { "failure" };
         self.telemetry.metrics.reload(outcome);
+        self.telemetry
+            .recent
+            .reloaded(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         match &result {
             Ok(()) => info!(file = %self.config_file.display(), "configuration reloaded"),
             Err(e) => error!("reload failed, still serving the previous configuration: {e}"),

@@ -1,5 +1,6 @@
 //! `provgate check`, the operator's pre-flight, run as the real binary: vendor CA families,
-//! the warnings that predict device failures, `--json`, `--strict` and the exit codes.
+//! the warnings that predict device failures, `--json`, `--strict` and the exit codes. These
+//! run `--offline` (the test names do not resolve); tests/check_dns.rs covers the lookups.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -69,7 +70,7 @@ fn names_the_vendor_families_and_warns_about_expiry_and_large_dh() {
     let (_pki, path) = three_families();
     let path = path.to_str().unwrap();
 
-    let (code, out, err) = run_bin(&["check", "--config", path]);
+    let (code, out, err) = run_bin(&["check", "--offline", "--config", path]);
     assert_eq!(
         code, 0,
         "valid with warnings exits 0 without --strict\n{out}{err}"
@@ -98,10 +99,10 @@ fn names_the_vendor_families_and_warns_about_expiry_and_large_dh() {
         "{out}"
     );
 
-    let (code, out, _) = run_bin(&["check", "--strict", "--config", path]);
+    let (code, out, _) = run_bin(&["check", "--offline", "--strict", "--config", path]);
     assert_eq!(code, 1, "--strict with warnings exits 1\n{out}");
 
-    let (code, out, _) = run_bin(&["check", "--json", "--config", path]);
+    let (code, out, _) = run_bin(&["check", "--offline", "--json", "--config", path]);
     assert_eq!(code, 0);
     let report = json(&out);
     assert_eq!(report["valid"], true);
@@ -142,7 +143,13 @@ listeners:
   - { name: sipura, bind: ["127.0.0.2:8443"], certificate: sipura, tls: legacy, backend: prov }
 "#,
     );
-    let (code, out, err) = run_bin(&["check", "--strict", "--config", path.to_str().unwrap()]);
+    let (code, out, err) = run_bin(&[
+        "check",
+        "--offline",
+        "--strict",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("warnings: 0"), "{out}");
 }
@@ -191,6 +198,7 @@ listeners:
     );
     let (code, out, err) = run_bin(&[
         "check",
+        "--offline",
         "--json",
         "--strict",
         "--config",
@@ -237,7 +245,13 @@ fn an_invalid_config_exits_64_in_json_too() {
         "config.yaml",
         "backends: {}\ncertificates: {}\nlisteners:\n  - { name: x, bind: [] }\n",
     );
-    let (code, out, _) = run_bin(&["check", "--json", "--config", path.to_str().unwrap()]);
+    let (code, out, _) = run_bin(&[
+        "check",
+        "--offline",
+        "--json",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(code, 64);
     let report = json(&out);
     assert_eq!(report["valid"], false);
@@ -266,7 +280,7 @@ fn the_example_config_passes_check_with_its_certificates_in_place() {
     }
     let example = include_str!("../config.example.yaml");
     let path = pki.write("config.yaml", example);
-    let (code, out, err) = run_bin(&["check", "--config", path.to_str().unwrap()]);
+    let (code, out, err) = run_bin(&["check", "--offline", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("listener sipura"), "{out}");
 }
@@ -309,7 +323,7 @@ listeners:
 "#,
     );
     let path = path.to_str().unwrap();
-    let (code, out, err) = run_bin(&["check", "--json", "--config", path]);
+    let (code, out, err) = run_bin(&["check", "--offline", "--json", "--config", path]);
     assert_eq!(code, 0, "{out}{err}");
     let report = json(&out);
     assert_eq!(codes(&report), ["unknown_cipher"], "{out}");
@@ -348,7 +362,7 @@ listeners:
     assert_eq!(builtin["openssl_suites"][5]["id"], "0x0016");
     assert_eq!(builtin["session_tickets"], true);
 
-    let (code, out, _) = run_bin(&["check", "--config", path]);
+    let (code, out, _) = run_bin(&["check", "--offline", "--config", path]);
     assert_eq!(code, 0);
     assert!(
         out.contains(
@@ -364,7 +378,7 @@ listeners:
         out.contains("DES-CBC3-SHA (0x000a), DHE-RSA-DES-CBC3-SHA (0x0016), "),
         "{out}"
     );
-    let (code, _, _) = run_bin(&["check", "--strict", "--config", path]);
+    let (code, _, _) = run_bin(&["check", "--offline", "--strict", "--config", path]);
     assert_eq!(code, 1);
 }
 
@@ -384,7 +398,7 @@ listeners:
   - { name: l, bind: ["127.0.0.2:8443"], certificate: sipura, tls: nothing, backend: prov }
 "#,
     );
-    let (code, out, err) = run_bin(&["check", "--config", path.to_str().unwrap()]);
+    let (code, out, err) = run_bin(&["check", "--offline", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 64, "{out}{err}");
     assert!(
         err.contains("tls_profiles.nothing.ciphers: OpenSSL selects no cipher suite"),
@@ -411,7 +425,7 @@ listeners:
 "#,
     );
     let path = path.to_str().unwrap();
-    let (code, out, err) = run_bin(&["check", "--json", "--config", path]);
+    let (code, out, err) = run_bin(&["check", "--offline", "--json", "--config", path]);
     assert_eq!(code, 0, "{out}{err}");
     let report = json(&out);
     assert_eq!(codes(&report), ["key_readable_by_others"], "{out}");
@@ -451,7 +465,7 @@ listeners:
     }
 
     set_mode(&pki.path("sipura.key"), 0o600);
-    let (code, out, err) = run_bin(&["check", "--strict", "--config", path]);
+    let (code, out, err) = run_bin(&["check", "--offline", "--strict", "--config", path]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("warnings: 0"), "{out}");
     assert!(out.contains("(mode 0600)"), "{out}");
@@ -490,7 +504,7 @@ listeners:
 "#,
     );
     let path = path.to_str().unwrap();
-    let (code, out, err) = run_bin(&["check", "--json", "--strict", "--config", path]);
+    let (code, out, err) = run_bin(&["check", "--offline", "--json", "--strict", "--config", path]);
     assert_eq!(code, 0, "{out}{err}");
     let report = json(&out);
     let dh = |l: &str| route(&report, l)["dh"].as_str().unwrap().to_string();
@@ -516,7 +530,7 @@ listeners:
         (true, false, false)
     );
 
-    let (_, out, _) = run_bin(&["check", "--config", path]);
+    let (_, out, _) = run_bin(&["check", "--offline", "--config", path]);
     assert!(
         out.contains(&format!(
             "    DH DHE with the operator's 1024-bit group from {own_file} (dh_params)\n    session tickets off\n"
@@ -526,7 +540,7 @@ listeners:
 
     // A broken file is a configuration error naming the key.
     std::fs::write(pki.path("dh/own.pem"), "not a PEM file\n").unwrap();
-    let (code, _, err) = run_bin(&["check", "--config", path]);
+    let (code, _, err) = run_bin(&["check", "--offline", "--config", path]);
     assert_eq!(code, 64);
     assert!(
         err.contains("tls_profiles.own_dh.dh_params") && err.contains("no PEM 'DH PARAMETERS'"),

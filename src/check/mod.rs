@@ -17,6 +17,7 @@
 //! | `key_readable_by_others` | a private key file's mode gives group or others access (e.g. `0644`) |
 //! | `max_connections_above_descriptors` | `limits.max_connections` is above what the open-file limit allows ((limit - reserve) / 2); it is lowered at start |
 //! | `listen_backlog_above_somaxconn` | a listener's `listen_backlog` is above `net.core.somaxconn`, which caps it |
+//! | `cn_wildcard`, `name_only_in_san`, `cn_does_not_resolve`, `cn_resolves_elsewhere` | what the device's own name check (CN looked up, A records, compared with the address it connected to) finds; see `dns` |
 //! | `unknown_cipher` | a profile's `ciphers` holds a word OpenSSL 3 ignores (unknown or pre-1.1.0 name, TLS 1.3 suite, misplaced `DEFAULT`, or nothing this build can serve) |
 //!
 //! Each route also shows the TLS in effect: the configured OpenSSL string *and* the suites
@@ -26,7 +27,8 @@
 //! The report is plain data (`Serialize`), printed as a table or as JSON (`--json`).
 //!
 //! Layout: this file runs the check and holds the report types; `vendors` is the vendor CA
-//! table, `warnings` the warning rules, `names` the certificate-name rules, `text` the table.
+//! table, `families` which devices trust which vendor CA, `warnings` the warning rules,
+//! `names` the certificate-name rules, `dns` the CN lookups, `text` the table.
 
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,11 +42,16 @@ use crate::tls::legacy::Suite;
 use crate::tls::x509::{common_name, load_pem_certs, name_to_string};
 use crate::tls::Engines;
 
+mod dns;
+mod families;
 mod names;
 mod text;
 mod vendors;
 mod warnings;
 
+pub(crate) use dns::log_in_background;
+pub use dns::{DnsReport, LOOKUP_TIMEOUT};
+pub(crate) use families::{devices_trusting, DeviceTrust};
 pub use names::looks_like_fqdn;
 pub use vendors::{issuing_vendor_ca, vendor_ca, VendorCa};
 
@@ -58,6 +65,8 @@ pub struct Report {
     pub certificates: Vec<CertificateReport>,
     pub client_cas: Vec<ClientCaReport>,
     pub listeners: Vec<ListenerReport>,
+    /// The certificates' CNs looked up as the devices do (or skipped, `--offline`).
+    pub dns: DnsReport,
     pub warnings: Vec<Warning>,
 }
 
@@ -78,6 +87,9 @@ pub struct CertificateReport {
     pub chain_length: usize,
     /// The vendor CA that issued it, and the devices that trust it; `None` when unknown.
     pub vendor_ca: Option<&'static VendorCa>,
+    /// The devices whose firmware trusts that vendor CA (vendor list and field reports, each
+    /// row with its source); empty when the issuer is not a server vendor CA.
+    pub devices: Vec<&'static DeviceTrust>,
     /// Why rustls cannot use the key, when it cannot.
     pub rustls_unusable: Option<String>,
     pub key_file: String,
@@ -139,8 +151,19 @@ pub struct Warning {
     pub message: String,
 }
 
-/// Check a loaded snapshot; `now` is seconds since the Unix epoch.
+/// Check a loaded snapshot without DNS lookups (as `--offline`); `now` is seconds since the
+/// Unix epoch.
 pub fn check(s: &Snapshot, now: i64) -> Report {
+    report(s, now, None)
+}
+
+/// Check a loaded snapshot and look up the certificates' CNs, all lookups together bounded by
+/// `timeout` (`LOOKUP_TIMEOUT` for `provgate check`).
+pub fn check_with_lookups(s: &Snapshot, now: i64, timeout: std::time::Duration) -> Report {
+    report(s, now, Some(timeout))
+}
+
+fn report(s: &Snapshot, now: i64, lookups: Option<std::time::Duration>) -> Report {
     let mut warnings = Vec::new();
     let certificates: Vec<CertificateReport> = s
         .certificates
@@ -191,12 +214,23 @@ pub fn check(s: &Snapshot, now: i64) -> Report {
         })
         .collect();
 
+    warnings.extend(dns::name_warnings(s));
+    let dns = match lookups {
+        Some(timeout) => {
+            let (dns, found) = dns::check(s, timeout);
+            warnings.extend(found);
+            dns
+        }
+        None => dns::skipped(),
+    };
+
     Report {
         file: s.config.file.display().to_string(),
         valid: true,
         certificates,
         client_cas,
         listeners,
+        dns,
         warnings,
     }
 }
@@ -240,6 +274,9 @@ fn certificate_report(c: &LoadedCert, now: i64, warnings: &mut Vec<Warning>) -> 
         dns_names,
         chain_length: i.chain_len,
         vendor_ca: vendor,
+        devices: vendor
+            .map(|v| devices_trusting(v.family))
+            .unwrap_or_default(),
         rustls_unusable: c.rustls.as_ref().err().cloned(),
         key_file: c.key_file.display().to_string(),
         key_mode: c.key_mode.map(|m| format!("{m:04o}")),

@@ -19,6 +19,17 @@ impl Report {
             let _ = writeln!(out, "    subject    {}", c.subject);
             let _ = writeln!(out, "    issuer     {}", c.issuer);
             let _ = writeln!(out, "    vendor CA  {family}");
+            if !c.devices.is_empty() {
+                let _ = writeln!(out, "    trusted by (device, firmware; source)");
+            }
+            for d in &c.devices {
+                let note = if d.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", d.note)
+                };
+                let _ = writeln!(out, "      {}{note}; {}", d.label(), d.source);
+            }
             let _ = writeln!(
                 out,
                 "    CN         {} ({})",
@@ -116,6 +127,34 @@ impl Report {
                 if let Some(on) = r.session_tickets {
                     let _ = writeln!(out, "    session tickets {}", if on { "on" } else { "off" });
                 }
+            }
+        }
+        if self.dns.skipped {
+            let _ = writeln!(
+                out,
+                "\nDNS lookups skipped (--offline): cn_does_not_resolve and \
+                 cn_resolves_elsewhere not checked"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "\nDNS (CN looked up as the devices do: A records, {} ms for all)",
+                self.dns.timeout_ms.unwrap_or_default()
+            );
+            if self.dns.names.is_empty() {
+                let _ = writeln!(out, "  no CN to look up");
+            }
+            for n in &self.dns.names {
+                let answer = match &n.error {
+                    Some(why) => why.clone(),
+                    None => n
+                        .addresses
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                let _ = writeln!(out, "  {} -> {answer}", n.name);
             }
         }
         let _ = writeln!(out, "\nwarnings: {}", self.warnings.len());

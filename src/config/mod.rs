@@ -35,6 +35,7 @@ mod tests;
 use std::path::Path;
 
 pub use error::ConfigError;
+pub use model::serial_key;
 pub use model::{
     default_max_handshakes, Access, AdminOptions, Backend, CertificateSpec, ClientAuth, Config,
     HelloMatch, Identity, IdentityHeaders, Limits, Listener, Reload, Route, RouteMatch, SniPattern,

@@ -100,6 +100,12 @@ pub struct ClientAuth {
     /// PEM files with the trusted roots (and intermediates); empty when `mode` is off.
     pub ca: Vec<PathBuf>,
     pub verify_level: VerifyLevel,
+    /// Ignore the validity dates of the device certificate and its chain (`allow_expired`).
+    pub allow_expired: bool,
+    /// Refused certificate serials, as [`serial_key`] spells them.
+    pub deny_serials: Vec<String>,
+    /// When `Some`, only these certificate serials ([`serial_key`]) are admitted.
+    pub allow_serials: Option<Vec<String>>,
 }
 
 impl ClientAuth {
@@ -107,7 +113,26 @@ impl ClientAuth {
         mode: ClientAuthMode::Off,
         ca: Vec::new(),
         verify_level: VerifyLevel::Legacy,
+        allow_expired: false,
+        deny_serials: Vec::new(),
+        allow_serials: None,
     };
+}
+
+/// A certificate serial in hex (`0A:1B:2C`, `0a1b2c`, `00:0a:1b:2c`) as lower-case hex digits
+/// without colons or leading zeros, the one spelling lists and certificates are compared in;
+/// `None` when it is not hex.
+pub fn serial_key(hex: &str) -> Option<String> {
+    let digits: String = hex.chars().filter(|c| *c != ':').collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let trimmed = digits.trim_start_matches('0').to_ascii_lowercase();
+    Some(if trimmed.is_empty() {
+        "0".to_string()
+    } else {
+        trimmed
+    })
 }
 
 /// Certificate, profile, backend and device checks for a connection (names into [`Config`]).
@@ -232,6 +257,9 @@ pub struct Listener {
     pub trusted_proxies: Vec<IpNet>,
     /// Client addresses checked before TLS (after PROXY protocol).
     pub access: Access,
+    /// `public_addresses`: where devices connect when that is not a bound address (NAT, a
+    /// PROXY-protocol load balancer); what a certificate's CN may resolve to.
+    pub public_addresses: Vec<std::net::Ipv4Addr>,
 }
 
 /// Source allow/deny lists: deny wins; a non-empty allow list admits only its entries.

@@ -94,6 +94,15 @@ pub struct RawClientAuth {
     pub ca: Option<OneOrMany<PathBuf>>,
     #[serde(default)]
     pub verify_level: Option<VerifyLevel>,
+    /// Accept device certificates outside their validity dates (chain and signatures checked).
+    #[serde(default)]
+    pub allow_expired: bool,
+    /// Certificate serials (hex) refused; values, not strings, so a YAML number is reported.
+    #[serde(default)]
+    pub deny_serials: Option<Vec<serde_yaml::Value>>,
+    /// When set, only these certificate serials (hex) are admitted.
+    #[serde(default)]
+    pub allow_serials: Option<Vec<serde_yaml::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -316,6 +325,10 @@ pub struct RawListener {
     pub allow: Vec<String>,
     #[serde(default)]
     pub deny: Vec<String>,
+    /// The IPv4 addresses devices connect to when they are not the bound ones (NAT, a PROXY
+    /// protocol load balancer); `check` accepts a CN resolving to one of them.
+    #[serde(default)]
+    pub public_addresses: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

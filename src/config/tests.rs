@@ -532,3 +532,93 @@ fn backend_connection_cap_and_queue_timeout() {
         "{e}"
     );
 }
+
+#[test]
+fn client_auth_allow_expired_and_serial_lists() {
+    let c = load(concat!(
+        "    client_auth:\n",
+        "      mode: required\n",
+        "      ca: devices.pem\n",
+        "      allow_expired: true\n",
+        "      deny_serials: [\"0A:1B:2C\", \"00ff\"]\n",
+        "      allow_serials: [\"DEADbeef\", \"0\"]\n",
+        "    routes:\n",
+        "      - match: { source: [10.0.0.0/8] }\n",
+        "        client_auth: { mode: optional, ca: devices.pem }\n",
+        "      - match: { source: [10.1.0.0/16] }\n",
+    ))
+    .unwrap();
+    let l = &c.listeners[0];
+    let auth = &l.defaults.client_auth;
+    assert!(auth.allow_expired);
+    assert_eq!(auth.deny_serials, ["a1b2c", "ff"]);
+    assert_eq!(
+        auth.allow_serials.as_deref(),
+        Some(&["deadbeef".to_string(), "0".to_string()][..])
+    );
+    // A route's own client_auth starts afresh; one without inherits the listener's.
+    assert!(!l.routes[0].target.client_auth.allow_expired);
+    assert!(l.routes[0].target.client_auth.deny_serials.is_empty());
+    assert_eq!(l.routes[0].target.client_auth.allow_serials, None);
+    assert_eq!(l.routes[1].target.client_auth, *auth);
+    // Off by default.
+    let c = load("    client_auth: { mode: optional, ca: devices.pem }\n").unwrap();
+    let auth = &c.listeners[0].defaults.client_auth;
+    assert!(!auth.allow_expired && auth.deny_serials.is_empty() && auth.allow_serials.is_none());
+    assert_eq!(serial_key("00:00"), Some("0".into()));
+    assert_eq!(serial_key("0a:1B"), Some("a1b".into()));
+    assert_eq!(serial_key(""), None);
+    assert_eq!(serial_key("0x1a"), None);
+}
+
+#[test]
+fn client_auth_serial_and_expiry_errors_name_the_entry() {
+    let at = "/etc/provgate/config.yaml: listeners[0].client_auth";
+    for (auth, says) in [
+        (
+            "mode: required, ca: d.pem, deny_serials: [\"0a:1b\", \"zz:01\"]",
+            format!(
+                "{at}.deny_serials[1]: 'zz:01' is not a certificate serial in hex \
+                 (e.g. \"0A:1B:2C\" or \"0a1b2c\")"
+            ),
+        ),
+        (
+            "mode: required, ca: d.pem, allow_serials: [\"\"]",
+            format!("{at}.allow_serials[0]: '' is not a certificate serial in hex"),
+        ),
+        (
+            "mode: required, ca: d.pem, deny_serials: [0x1a]",
+            format!(
+                "{at}.deny_serials[0]: YAML reads this as the number 26; quote the serial as \
+                 written (e.g. \"0a1b2c\") so its hex digits are kept"
+            ),
+        ),
+        (
+            "mode: required, ca: d.pem, allow_serials: [1234, \"ab\"]",
+            format!("{at}.allow_serials[0]: YAML reads this as the number 1234"),
+        ),
+        (
+            "mode: required, ca: d.pem, deny_serials: [[1]]",
+            format!("{at}.deny_serials[0]: is not a certificate serial in hex"),
+        ),
+        (
+            "mode: required, ca: d.pem, allow_serials: []",
+            format!("{at}.allow_serials: is empty, which would refuse every device"),
+        ),
+        (
+            "mode: off, allow_expired: true",
+            format!("{at}: allow_expired, deny_serials and allow_serials need mode optional or required"),
+        ),
+        (
+            "mode: off, deny_serials: [\"01\"]",
+            format!("{at}: allow_expired, deny_serials and allow_serials need mode"),
+        ),
+        (
+            "mode: required, ca: d.pem, allow_expired: yes",
+            "listeners[0].client_auth.allow_expired".to_string(),
+        ),
+    ] {
+        let e = err(&format!("    client_auth: {{ {auth} }}\n"));
+        assert!(e.contains(&says), "{auth}:\n  got  {e}\n  want {says}");
+    }
+}

@@ -59,6 +59,12 @@ pub enum DnFormat {
     Legacy,
 }
 
+/// Sent (`true`) with the device fields, under every preset, when the device certificate
+/// verified only because `client_auth.allow_expired` ignores its dates
+/// ([`ClientIdentity::expired`]); absent otherwise. In the stripped `X-Client-*` family, so a
+/// client cannot send it itself.
+pub const EXPIRED_HEADER: &str = "X-Client-Cert-Expired";
+
 /// The header families stripped from every request, as human text (README, `check`). A trailing
 /// `*` means "this prefix"; matching ignores case and treats `_` and `-` alike, so
 /// `SSL-Client-*` also covers mod_ssl's `SSL_CLIENT_*`.
@@ -135,8 +141,8 @@ pub fn dn(name: &X509NameRef, f: DnFormat) -> String {
 /// their own, so they add provgate's (`names.verify`).
 ///
 /// The verification result is always sent; certificate facts whenever one was presented; device
-/// fields only on [`Verify::Success`]. Names never contain `_` (a configured one is hyphenated);
-/// values are visible ASCII.
+/// fields (and [`EXPIRED_HEADER`] for an out-of-date one) only on [`Verify::Success`]. Names
+/// never contain `_` (a configured one is hyphenated); values are visible ASCII.
 pub fn headers(
     id: &ClientIdentity,
     preset: Preset,
@@ -168,6 +174,9 @@ pub fn headers(
                 out.push(&names.product, product);
             }
             out.push(&names.generic, d.generic.to_string());
+            if id.expired() {
+                out.push(EXPIRED_HEADER, "true");
+            }
         }
     }
     out.0

@@ -73,6 +73,24 @@ impl ClientIdentity {
     pub fn leaf(&self) -> Option<&X509> {
         self.chain.first()
     }
+
+    /// A verified device certificate outside its validity dates (expired or not yet valid),
+    /// which only `client_auth.allow_expired` lets verify. An expired vendor root alone does
+    /// not count: the header is about the device's own certificate.
+    pub fn expired(&self) -> bool {
+        self.verify == Verify::Success && self.leaf().is_some_and(outside_validity)
+    }
+}
+
+/// True when now is before the certificate's notBefore or after its notAfter (an unreadable
+/// clock or date counts as outside).
+fn outside_validity(cert: &X509) -> bool {
+    let Ok(now) = openssl::asn1::Asn1Time::days_from_now(0) else {
+        return true;
+    };
+    let before = cert.not_before().compare(&now).map(|o| o.is_gt());
+    let after = cert.not_after().compare(&now).map(|o| o.is_lt());
+    !matches!((before, after), (Ok(false), Ok(false)))
 }
 
 /// A MAC in any common spelling (`000e08abcdef`, `00:0E:08:AB:CD:EF`, `000e.08ab.cdef`) as 12

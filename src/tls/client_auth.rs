@@ -7,6 +7,17 @@
 //!
 //! `optional` requests a certificate, lets the handshake finish whatever it is, and reports the
 //! outcome ([`Verify`]); `required` refuses the handshake without a valid one.
+//!
+//! Device certificates are burned in at manufacture and can never be renewed, so
+//! `allow_expired` verifies with OpenSSL's `X509_V_FLAG_NO_CHECK_TIME`: chain, signatures,
+//! purpose and key sizes are checked as always, the validity dates of the whole chain are not.
+//! The vendor client roots (Sipura, Linksys) are as old as the devices and may have expired
+//! too; whoever holds a CA key chooses the dates it signs, so checking the chain "as of" the
+//! device certificate's notBefore would add no protection, only another way to lock the fleet
+//! out. Whether the device certificate itself is out of date is reported separately
+//! ([`ClientIdentity::expired`]). `deny_serials` / `allow_serials` then decide on the verified
+//! leaf's serial; a refused serial fails like an unverified certificate, with
+//! `X509_V_ERR_APPLICATION_VERIFICATION` as its code ([`SERIAL_REFUSED`] in words).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +29,7 @@ use openssl::sign::{RsaPssSaltlen, Verifier};
 use openssl::ssl::{SslContextBuilder, SslVerifyMode};
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
-use openssl::x509::verify::X509VerifyParam;
+use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
 use openssl::x509::{X509PurposeId, X509StoreContext, X509VerifyResult, X509};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -26,13 +37,45 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use super::certs::CertError;
-use crate::config::{ClientAuth, ClientAuthMode, VerifyLevel};
+use crate::config::{serial_key, ClientAuth, ClientAuthMode, VerifyLevel};
 use crate::identity::{ClientIdentity, Verify};
+
+/// Why a verified certificate was refused by `deny_serials` / `allow_serials` (the reason in
+/// `FAILED:...` and in the handshake failure's detail).
+pub const SERIAL_REFUSED: &str = "certificate serial refused by deny_serials/allow_serials";
+
+/// The `X509_V_ERR_*` code a refused serial fails with on both engines
+/// (`X509_V_ERR_APPLICATION_VERIFICATION`), for classifying the handshake failure.
+pub(crate) const SERIAL_REFUSED_CODE: i32 = openssl_sys::X509_V_ERR_APPLICATION_VERIFICATION;
+
+/// `deny_serials` / `allow_serials`, compared as [`serial_key`] spells serials.
+#[derive(Debug, Default)]
+struct Serials {
+    deny: Vec<String>,
+    allow: Option<Vec<String>>,
+}
+
+impl Serials {
+    fn any(&self) -> bool {
+        !self.deny.is_empty() || self.allow.is_some()
+    }
+
+    /// Deny wins; with an allow list only its serials pass.
+    fn admits(&self, cert: &openssl::x509::X509Ref) -> bool {
+        let hex = super::x509::serial_hex(cert);
+        // A (non-conforming) negative serial matches no hex entry.
+        let key = serial_key(&hex).unwrap_or_else(|| hex.to_ascii_lowercase());
+        !self.deny.contains(&key) && self.allow.as_ref().is_none_or(|a| a.contains(&key))
+    }
+}
 
 /// Trusted device roots and the policy to check client certificates against them.
 pub struct ClientVerifier {
     pub mode: ClientAuthMode,
     pub level: VerifyLevel,
+    /// Validity dates not checked (`allow_expired`).
+    pub allow_expired: bool,
+    serials: Arc<Serials>,
     roots: Vec<X509>,
     store: X509Store,
     hints: Vec<DistinguishedName>,
@@ -43,6 +86,8 @@ impl std::fmt::Debug for ClientVerifier {
         f.debug_struct("ClientVerifier")
             .field("mode", &self.mode)
             .field("level", &self.level)
+            .field("allow_expired", &self.allow_expired)
+            .field("serials", &self.serials)
             .field("roots", &self.roots.len())
             .finish()
     }
@@ -82,7 +127,7 @@ impl ClientVerifier {
             .first()
             .map(|p| p.as_path())
             .unwrap_or(Path::new("ca"));
-        let store = build_store(&roots, auth.verify_level)
+        let store = build_store(&roots, auth.verify_level, auth.allow_expired)
             .map_err(|e| other(first, "building the client CA store", e))?;
         let hints = roots
             .iter()
@@ -92,6 +137,11 @@ impl ClientVerifier {
         Ok(Some(ClientVerifier {
             mode: auth.mode,
             level: auth.verify_level,
+            allow_expired: auth.allow_expired,
+            serials: Arc::new(Serials {
+                deny: auth.deny_serials.clone(),
+                allow: auth.allow_serials.clone(),
+            }),
             roots,
             store,
             hints,
@@ -103,14 +153,35 @@ impl ClientVerifier {
         &self,
         b: &mut SslContextBuilder,
     ) -> Result<(), openssl::error::ErrorStack> {
-        b.set_verify_cert_store(build_store(&self.roots, self.level)?)?;
+        b.set_verify_cert_store(build_store(&self.roots, self.level, self.allow_expired)?)?;
         for root in &self.roots {
             b.add_client_ca(root)?;
         }
+        // `allow_expired` is the store's NO_CHECK_TIME: OpenSSL adds the store's flags to the
+        // handshake's parameters.
         b.verify_param_mut().set_auth_level(self.level.auth_level());
+        let serials = self.serials.clone();
         match self.mode {
-            // Let the handshake finish; SSL_get_verify_result still records the outcome.
-            ClientAuthMode::Optional => b.set_verify_callback(SslVerifyMode::PEER, |_, _| true),
+            // Let the handshake finish; SSL_get_verify_result still records the outcome (a
+            // refused serial as X509_V_ERR_APPLICATION_VERIFICATION).
+            ClientAuthMode::Optional => {
+                b.set_verify_callback(SslVerifyMode::PEER, move |_, ctx| {
+                    if ctx.error() == X509VerifyResult::OK && !serial_admitted(&serials, ctx) {
+                        ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+                    }
+                    true
+                })
+            }
+            ClientAuthMode::Required if self.serials.any() => b.set_verify_callback(
+                SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+                move |ok, ctx| {
+                    if ok && !serial_admitted(&serials, ctx) {
+                        ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+                        return false;
+                    }
+                    ok
+                },
+            ),
             ClientAuthMode::Required => {
                 b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT)
             }
@@ -124,14 +195,29 @@ impl ClientVerifier {
         match self.check_chain(chain) {
             None => Verify::None,
             Some(Ok(r)) if r == X509VerifyResult::OK => Verify::Success,
-            Some(Ok(r)) => Verify::Failed(r.error_string().to_string()),
+            Some(Ok(r)) => Verify::Failed(verify_words(r).to_string()),
             Some(Err(e)) => Verify::Failed(format!("verification error: {e}")),
         }
     }
 
+    /// OpenSSL's verdict on a chain (leaf first), then the serial lists on a verified leaf:
+    /// `None` without a certificate, `Err` when verification could not run at all.
+    fn check_chain(
+        &self,
+        chain: &[X509],
+    ) -> Option<Result<X509VerifyResult, openssl::error::ErrorStack>> {
+        let verdict = self.openssl_verdict(chain)?;
+        Some(verdict.map(|r| match chain.first() {
+            Some(leaf) if r == X509VerifyResult::OK && !self.serials.admits(leaf) => {
+                X509VerifyResult::APPLICATION_VERIFICATION
+            }
+            _ => r,
+        }))
+    }
+
     /// OpenSSL's verdict on a chain (leaf first): `None` without a certificate, `Err` when
     /// verification could not run at all.
-    fn check_chain(
+    fn openssl_verdict(
         &self,
         chain: &[X509],
     ) -> Option<Result<X509VerifyResult, openssl::error::ErrorStack>> {
@@ -175,6 +261,7 @@ impl ClientVerifier {
 fn build_store(
     roots: &[X509],
     level: VerifyLevel,
+    allow_expired: bool,
 ) -> Result<X509Store, openssl::error::ErrorStack> {
     let mut b = X509StoreBuilder::new()?;
     for r in roots {
@@ -183,8 +270,30 @@ fn build_store(
     let mut param = X509VerifyParam::new()?;
     param.set_auth_level(level.auth_level());
     param.set_purpose(X509PurposeId::SSL_CLIENT)?;
+    if allow_expired {
+        param.set_flags(X509VerifyFlags::NO_CHECK_TIME)?;
+    }
     b.set_param(&param)?;
     Ok(b.build())
+}
+
+/// In the OpenSSL verify callback: false when the leaf (depth 0) is refused by the serial
+/// lists. Called at every depth; only the leaf's serial counts.
+fn serial_admitted(serials: &Serials, ctx: &openssl::x509::X509StoreContextRef) -> bool {
+    if !serials.any() || ctx.error_depth() != 0 {
+        return true;
+    }
+    ctx.current_cert().is_none_or(|leaf| serials.admits(leaf))
+}
+
+/// A verification result in words; the serial lists' refusal named as such (OpenSSL's own
+/// words for the code are "application verification failure").
+pub(crate) fn verify_words(r: X509VerifyResult) -> &'static str {
+    if r.as_raw() == SERIAL_REFUSED_CODE {
+        SERIAL_REFUSED
+    } else {
+        r.error_string()
+    }
 }
 
 /// The legacy engine's outcome, read from the finished handshake.
@@ -201,7 +310,7 @@ pub fn identity_from_openssl(ssl: &openssl::ssl::SslRef) -> ClientIdentity {
     let verify = if r == X509VerifyResult::OK {
         Verify::Success
     } else {
-        Verify::Failed(r.error_string().to_string())
+        Verify::Failed(verify_words(r).to_string())
     };
     ClientIdentity { verify, chain }
 }
@@ -264,7 +373,7 @@ impl ClientCertVerifier for RustlsVerifier {
         match self.0.check_chain(&chain) {
             None => Err(rustls::Error::NoCertificatesPresented),
             Some(Ok(r)) if r == X509VerifyResult::OK => Ok(ClientCertVerified::assertion()),
-            Some(Ok(r)) => Err(reject(r.error_string(), Some(r.as_raw()))),
+            Some(Ok(r)) => Err(reject(verify_words(r), Some(r.as_raw()))),
             Some(Err(e)) => Err(reject(format!("verification error: {e}"), None)),
         }
     }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::Validator;
 use crate::config::model::{
-    Access, ClientAuth, Config, HelloMatch, Listener, Route, RouteMatch, SniPattern, Target,
-    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_MAX_CONNECTIONS, DEFAULT_LISTEN_BACKLOG,
+    serial_key, Access, ClientAuth, Config, HelloMatch, Listener, Route, RouteMatch, SniPattern,
+    Target, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_LISTENER_MAX_CONNECTIONS, DEFAULT_LISTEN_BACKLOG,
 };
 use crate::config::raw::{
     ClientAuthMode, ProxyProtocol, RawClientAuth, RawHelloMatch, RawListener, RawRoute, VerifyLevel,
@@ -119,7 +119,33 @@ impl Validator<'_> {
                 allow: self.cidrs(&format!("{key}.allow"), &l.allow)?,
                 deny: self.cidrs(&format!("{key}.deny"), &l.deny)?,
             },
+            public_addresses: self.public_addresses(key, &l.public_addresses)?,
         })
+    }
+
+    /// `public_addresses`: IPv4 addresses (devices look up A records only).
+    fn public_addresses(
+        &self,
+        key: &str,
+        list: &[String],
+    ) -> Result<Vec<std::net::Ipv4Addr>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| match s.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(a)) => Ok(a),
+                Ok(std::net::IpAddr::V6(_)) => Err(self.err(
+                    format!("{key}.public_addresses[{i}]"),
+                    format!(
+                        "'{s}' is an IPv6 address; devices look up A records only, so list \
+                         the IPv4 addresses they connect to"
+                    ),
+                )),
+                Err(_) => Err(self.err(
+                    format!("{key}.public_addresses[{i}]"),
+                    format!("'{s}' is not an IPv4 address (no port, no CIDR)"),
+                )),
+            })
+            .collect()
     }
 
     /// A `tls: plain` listener has no certificate, client auth, or TLS-only route matches.
@@ -254,11 +280,74 @@ impl Validator<'_> {
                 "is required when mode is optional or required (PEM roots to verify devices against)",
             ));
         }
+        let deny_serials = self
+            .serials(&format!("{key}.deny_serials"), raw.deny_serials)?
+            .unwrap_or_default();
+        let allow_serials = self.serials(&format!("{key}.allow_serials"), raw.allow_serials)?;
+        if allow_serials.as_ref().is_some_and(|a| a.is_empty()) {
+            return Err(self.err(
+                format!("{key}.allow_serials"),
+                "is empty, which would refuse every device; leave it out to admit any serial",
+            ));
+        }
+        if raw.mode == ClientAuthMode::Off
+            && (raw.allow_expired || !deny_serials.is_empty() || allow_serials.is_some())
+        {
+            return Err(self.err(
+                key,
+                "allow_expired, deny_serials and allow_serials need mode optional or required \
+                 (with mode off no client certificate is asked for)",
+            ));
+        }
         Ok(ClientAuth {
             mode: raw.mode,
             ca,
             verify_level: raw.verify_level.unwrap_or(VerifyLevel::Legacy),
+            allow_expired: raw.allow_expired,
+            deny_serials,
+            allow_serials,
         })
+    }
+
+    /// `deny_serials` / `allow_serials`: certificate serials in hex, with or without colons,
+    /// any case, as [`serial_key`] spells them. A YAML number is refused rather than guessed at
+    /// (`1234` and `0x1a` are read as numbers, not as the hex digits written).
+    fn serials(
+        &self,
+        key: &str,
+        list: Option<Vec<serde_yaml::Value>>,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(list) = list else {
+            return Ok(None);
+        };
+        list.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let at = format!("{key}[{i}]");
+                match v {
+                    serde_yaml::Value::String(s) => serial_key(s.trim()).ok_or_else(|| {
+                        self.err(
+                            at,
+                            format!(
+                                "'{s}' is not a certificate serial in hex \
+                                 (e.g. \"0A:1B:2C\" or \"0a1b2c\")"
+                            ),
+                        )
+                    }),
+                    serde_yaml::Value::Number(n) => Err(self.err(
+                        at,
+                        format!(
+                            "YAML reads this as the number {n}; quote the serial as written \
+                             (e.g. \"0a1b2c\") so its hex digits are kept"
+                        ),
+                    )),
+                    _ => {
+                        Err(self.err(at, "is not a certificate serial in hex (e.g. \"0A:1B:2C\")"))
+                    }
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
     fn hello_match(&self, key: &str, raw: &RawHelloMatch) -> Result<HelloMatch, ConfigError> {

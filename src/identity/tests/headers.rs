@@ -4,7 +4,7 @@
 use super::*;
 use crate::identity;
 use crate::identity::headers::{
-    dn, headers, is_identity_header, DnFormat, Preset, STRIPPED_FAMILIES,
+    dn, headers, is_identity_header, DnFormat, Preset, EXPIRED_HEADER, STRIPPED_FAMILIES,
 };
 use crate::identity::presets::pem_one_line;
 use crate::tls::x509::dn_legacy;
@@ -436,4 +436,46 @@ fn provgate_preset_is_todays_headers() {
         get(&legacy, "X-Client-Subject"),
         "/C=US/O=Sipura/OU=SPA-962/L=88012BA01234/ST=000e08abcdef/CN=spa962"
     );
+}
+
+#[test]
+fn expired_header_only_for_a_verified_out_of_date_device_and_always_stripped() {
+    assert!(is_identity_header(EXPIRED_HEADER, &[]));
+    assert!(is_identity_header("x_client_cert_expired", &[]));
+    let ca = Ca::new("Device Client Root (test)", "Sipura").unwrap();
+    let cert = |not_before_days, not_after_days| {
+        ca.issue(&CertSpec {
+            subject: vec![("OU", "SPA-962"), ("ST", "000e08abcdef")],
+            dns_names: vec![],
+            not_before_days,
+            not_after_days,
+            ..CertSpec::legacy_server("unused")
+        })
+        .unwrap()
+        .0
+    };
+    let id = |verify: Verify, leaf: X509| ClientIdentity {
+        verify,
+        chain: vec![leaf],
+    };
+    let expired = id(Verify::Success, cert(-3650, -1));
+    let not_yet = id(Verify::Success, cert(1, 3650));
+    let valid = id(Verify::Success, cert(-1, 3650));
+    let refused = id(
+        Verify::Failed("certificate has expired".into()),
+        cert(-3650, -1),
+    );
+    for preset in ALL {
+        let flag = |i: &ClientIdentity| {
+            headers(i, preset, DnFormat::Rfc4514, &names(), false)
+                .into_iter()
+                .find(|(n, _)| n == EXPIRED_HEADER)
+                .map(|(_, v)| v)
+        };
+        assert_eq!(flag(&expired).as_deref(), Some("true"), "{preset:?}");
+        assert_eq!(flag(&not_yet).as_deref(), Some("true"), "{preset:?}");
+        assert_eq!(flag(&valid), None, "{preset:?}");
+        assert_eq!(flag(&refused), None, "{preset:?}");
+        assert_eq!(flag(&ClientIdentity::none()), None, "{preset:?}");
+    }
 }
