@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Handshake-storm benchmark: provgate vs HAProxy vs nginx (distribution packages), side by side.
 #
-#   ./bench/run.sh            full run (10 s per throughput row, 10,000 idle conns, 20,000-client storm)
-#   ./bench/run.sh --quick    3 s rows, 2,000 idle conns, 5,000-client storm
+#   ./bench/run.sh            full run (10 s per throughput row, 10,000 idle conns, 20,000- and 3,000-client storms)
+#   ./bench/run.sh --quick    3 s rows, 2,000 idle conns, 5,000- and 1,000-client storms
 #
 # Other options are passed to the harness (benches/storm/; --help lists them), e.g.
-# --only provgate,haproxy, --duration 5, --concurrency 64, --idle 10000, --storm 20000.
+# --only provgate,haproxy, --duration 5, --concurrency 64, --idle 10000, --storm 20000,
+# --slow-storm 3000, --download-clients 4.
 # The proxies' configurations are bench/templates/. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

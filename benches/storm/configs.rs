@@ -18,12 +18,24 @@ pub const TLS13_SUITES: &str =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 /// Timeouts given to every proxy (handshake, request headers, idle keep-alive, client side).
 pub const PROXY_TIMEOUT_S: u64 = 120;
+/// P7: the cap on connections to the slow backend (provgate `max_connections`, HAProxy server
+/// `maxconn`, nginx `max_conns`).
+pub const SLOW_MAX_CONNS: usize = 64;
+/// P7: how long a request may wait for one of those connections (provgate `queue_timeout`,
+/// HAProxy `timeout queue`; nginx has no queue).
+pub const QUEUE_TIMEOUT_S: u64 = 60;
 
 /// What the three configurations have in common: ports, certificate and DH files.
 pub struct Setup<'a> {
     pub legacy: SocketAddr,
     pub modern: SocketAddr,
+    /// TLS like `legacy`, forwarding to the slow backend (P7).
+    pub slow: SocketAddr,
+    /// Plain HTTP, forwarding to the main backend (P9, P10).
+    pub plain: SocketAddr,
     pub backend: SocketAddr,
+    /// The 50 ms backend (P7).
+    pub slow_backend: SocketAddr,
     /// Certificate (PEM) and key (PKCS#8 PEM), separately (provgate, nginx).
     pub cert: &'a Path,
     pub key: &'a Path,
@@ -41,7 +53,11 @@ impl Setup<'_> {
         vec![
             ("legacy_addr", self.legacy.to_string()),
             ("modern_addr", self.modern.to_string()),
+            ("slow_addr", self.slow.to_string()),
+            ("plain_addr", self.plain.to_string()),
             ("backend_addr", self.backend.to_string()),
+            ("slow_backend_addr", self.slow_backend.to_string()),
+            ("slow_max_conns", SLOW_MAX_CONNS.to_string()),
             ("timeout_s", PROXY_TIMEOUT_S.to_string()),
             ("legacy_ciphers", LEGACY_CIPHERS.to_string()),
         ]
@@ -55,6 +71,7 @@ pub fn provgate(s: &Setup) -> Result<String> {
         ("cert", s.cert.display().to_string()),
         ("key", s.key.display().to_string()),
         ("dh_group", s.dh_group.to_string()),
+        ("queue_timeout_s", QUEUE_TIMEOUT_S.to_string()),
     ]);
     fill("provgate.yaml", PROVGATE, &v)
 }
@@ -67,6 +84,7 @@ pub fn haproxy(s: &Setup, maxconn: u64) -> Result<String> {
         ("dh_params", s.dh_params.display().to_string()),
         ("tls13_suites", TLS13_SUITES.to_string()),
         ("maxconn", maxconn.to_string()),
+        ("queue_timeout_s", QUEUE_TIMEOUT_S.to_string()),
     ]);
     fill("haproxy.cfg", HAPROXY, &v)
 }

@@ -5,10 +5,12 @@
 //! is described in `docs/benchmarks.md`.
 //!
 //! Layout: every proxy is a child process pinned to core 0 (`taskset -c 0`); this process (load
-//! generator + plain-HTTP backend, one tokio thread) pins itself to core 1. Everything is on
-//! loopback: each proxy gets its own two ephemeral ports (a "legacy" one and a "modern" one,
-//! like provgate's two listeners) and forwards to the same backend. The same RSA-2048
-//! certificate (made with `provgate::pki`) and the same 1024-bit DH group serve all three.
+//! generator + plain-HTTP backends, one tokio thread) pins itself to core 1. Everything is on
+//! loopback: each proxy gets its own four ephemeral ports (a "legacy" one and a "modern" one,
+//! like provgate's two TLS listeners, and a plain-HTTP one, all to the same backend; and a
+//! "slow" TLS one to a second backend that answers after 50 ms, capped at 64 connections). The
+//! same RSA-2048 certificate (made with `provgate::pki`) and the same 1024-bit DH group serve
+//! all three.
 //!
 //! Files: `opts` (command line), `proxies` + `configs` (the children and their configuration,
 //! from `bench/templates/`), `sys` (`/proc`), `load` (clients and backend), `rows` (what is
@@ -29,10 +31,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::opts::Opts;
-use crate::proxies::{haproxy_maxconn, material, setup_proxy, Kind, Proxy};
-use crate::report::{render, Col, Column, Env};
+use crate::proxies::{haproxy_maxconn, material, setup_proxy, Backends, Kind, Proxy};
+use crate::report::{render, Baselines, Col, Column, Env};
 use crate::rows::{ceiling, Clients};
 use crate::sys::{fd_limit, machine_info, pin_self};
+
+/// P7's backend: this long before every answer.
+const SLOW_BACKEND_DELAY: Duration = Duration::from_millis(50);
 
 fn main() -> ExitCode {
     let opts = Opts::from_args();
@@ -84,7 +89,7 @@ fn started() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
-/// Cap P5 and P6 to what the open-file limit allows; returns the notes saying so.
+/// Cap P5, P6 and P7 to what the open-file limit allows; returns the notes saying so.
 fn cap_to_fd_limit(opts: &mut Opts) -> Result<Vec<String>> {
     let mut early_notes = Vec::new();
     if let Some(l) = fd_limit() {
@@ -102,6 +107,7 @@ fn cap_to_fd_limit(opts: &mut Opts) -> Result<Vec<String>> {
         };
         for (what, n, cap) in [
             ("P6 storm clients", &mut opts.storm, cap),
+            ("P7 storm clients", &mut opts.slow_storm, cap),
             ("P5 idle connections", &mut opts.idle, idle_cap),
         ] {
             if *n > cap {
@@ -148,26 +154,40 @@ async fn run(mut opts: Opts, nproc: usize) -> Result<()> {
         ceil.rsa_sign_s, ceil.dh_s
     ));
 
-    let backend = load::spawn_backend().await?;
-    progress(format!("backend on {backend}"));
+    let backend = load::spawn_backend(Duration::ZERO).await?;
+    let slow_backend = load::spawn_backend(SLOW_BACKEND_DELAY).await?;
+    let backends = Backends {
+        main: backend.addr,
+        slow: slow_backend.addr,
+    };
+    progress(format!(
+        "backend on {}, slow backend ({} ms per request) on {}",
+        backend.addr,
+        SLOW_BACKEND_DELAY.as_millis(),
+        slow_backend.addr
+    ));
 
     let clients = Clients::new()?;
+    clients.check_no_encrypt_then_mac().await?;
+    progress("TLS 1.0 clients: no encrypt-then-MAC in their ClientHello (checked)");
     let probes = clients.probes();
 
     // Set up and start every proxy; a missing one is a skipped column.
     let mut proxies: Vec<Proxy> = Vec::new();
     let mut cols: Vec<Column> = Vec::new();
     for &k in &opts.only {
-        match setup_proxy(k, dir.path(), &m, backend) {
+        match setup_proxy(k, dir.path(), &m, backends) {
             Ok(mut p) => {
                 p.start(&probes)
                     .await
                     .with_context(|| format!("starting {}", k.title()))?;
                 progress(format!(
-                    "{} ready on {} (legacy) and {} (modern), pid {:?}",
+                    "{} ready on {} (legacy), {} (modern), {} (slow), {} (plain), pid {:?}",
                     k.title(),
                     p.legacy,
                     p.modern,
+                    p.slow,
+                    p.plain,
                     p.pid()
                 ));
                 proxies.push(p);
@@ -183,14 +203,24 @@ async fn run(mut opts: Opts, nproc: usize) -> Result<()> {
 
     rows::handshake_rows(&opts, &proxies, &clients, &mut cols).await;
     let (p4_rate, direct) =
-        rows::keepalive_rows(&opts, backend, &proxies, &clients.rsa, &mut cols).await?;
+        rows::keepalive_rows(&opts, backend.addr, &proxies, &clients.rsa, &mut cols).await?;
+    let download_direct =
+        rows::download_rows(&opts, backend.addr, &proxies, &clients.rsa, &mut cols).await;
+    rows::plain_keepalive_row(&opts, &proxies, &mut cols).await;
     rows::memory_row(&opts, &mut proxies, &probes, &clients.rsa, &mut cols).await;
     rows::storm_row(&opts, &mut proxies, &probes, &clients.rsa, &mut cols).await;
+    let slow = &slow_backend;
+    rows::slow_storm_row(&opts, &mut proxies, &probes, &clients.rsa, slow, &mut cols).await;
     drop(proxies);
 
     let notes = report::notes(&opts, early_notes, &cols);
     let env = Env { machine, notes };
-    let out = render(&opts, &env, &cols, &ceil, p4_rate, &direct);
+    let base = Baselines {
+        p4_rate,
+        direct,
+        download_direct,
+    };
+    let out = render(&opts, &env, &cols, &ceil, &base);
     println!("\n{out}");
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("target")

@@ -19,7 +19,8 @@ use crate::proxies::Kind;
     args_override_self = true
 )]
 struct Args {
-    /// Shorter run: 3 s rows, 0.5 s warm-ups, 2,000 idle connections, 5,000-client storm
+    /// Shorter run: 3 s rows, 0.5 s warm-ups, 2,000 idle connections, 5,000- and 1,000-client
+    /// storms
     #[arg(long)]
     quick: bool,
     /// Seconds per throughput row [default: 10, with --quick 3]
@@ -37,6 +38,13 @@ struct Args {
     /// Clients at once in P6 [default: 20000, with --quick 5000]
     #[arg(long, value_name = "N", value_parser = positive)]
     storm: Option<usize>,
+    /// Clients at once in P7, against the 50 ms backend capped at 64 connections [default:
+    /// 3000, with --quick 1000]
+    #[arg(long, value_name = "N", value_parser = positive)]
+    slow_storm: Option<usize>,
+    /// Concurrent clients downloading the 16 MiB firmware image in P8 and P9
+    #[arg(long, value_name = "N", value_parser = positive, default_value_t = 4)]
+    download_clients: usize,
     /// The columns to run, comma-separated
     #[arg(
         long,
@@ -63,6 +71,8 @@ pub struct Opts {
     pub keepalive_conns: usize,
     pub idle: usize,
     pub storm: usize,
+    pub slow_storm: usize,
+    pub download_clients: usize,
     pub only: Vec<Kind>,
     pub dh_group: DhGroup,
 }
@@ -80,6 +90,8 @@ impl Opts {
             keepalive_conns: a.keepalive_conns,
             idle: a.idle.unwrap_or(if quick { 2_000 } else { 10_000 }),
             storm: a.storm.unwrap_or(if quick { 5_000 } else { 20_000 }),
+            slow_storm: a.slow_storm.unwrap_or(if quick { 1_000 } else { 3_000 }),
+            download_clients: a.download_clients,
             only: a.only.0,
             dh_group: a.dh_group,
         }

@@ -12,7 +12,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::ssl::SslContext;
 
 use crate::configs;
-use crate::load::one_shot;
+use crate::load::{one_shot, plain_one_shot};
 use crate::opts::DhGroup;
 use crate::sys::{
     clk_tck, cpu_ticks, descendants, fd_limit, free_port, tail, vm_rss_kib, which, Proc,
@@ -79,11 +79,15 @@ pub struct Probes {
     pub modern: Arc<SslContext>,
 }
 
-/// One proxy: its two ports, its command line and, while it runs, its process.
+/// One proxy: its four ports, its command line and, while it runs, its process.
 pub struct Proxy {
     pub kind: Kind,
     pub legacy: SocketAddr,
     pub modern: SocketAddr,
+    /// TLS like `legacy`, to the 50 ms backend capped at 64 connections (P7).
+    pub slow: SocketAddr,
+    /// Plain HTTP to the main backend (P9, P10).
+    pub plain: SocketAddr,
     dir: PathBuf,
     cmd: Vec<String>,
     /// OPENSSL_CONF for the distribution-OpenSSL proxies (see `material`).
@@ -143,21 +147,22 @@ impl Proxy {
                 )
             })?;
         self.proc = Some(Proc { child, log });
-        // Ready = a real TLS request through each port succeeds (bounded: 20 s).
+        // Ready = a real request through each port succeeds (bounded: 20 s).
         let deadline = Instant::now() + Duration::from_secs(20);
-        for (addr, ctx) in [(self.legacy, &probe.legacy), (self.modern, &probe.modern)] {
+        let ports = [
+            (self.legacy, Some(&probe.legacy)),
+            (self.modern, Some(&probe.modern)),
+            (self.slow, Some(&probe.legacy)),
+            (self.plain, None),
+        ];
+        for (addr, ctx) in ports {
             loop {
-                if let Some(p) = self.proc.as_mut() {
-                    if let Ok(Some(st)) = p.child.try_wait() {
-                        bail!(
-                            "{} exited during start-up ({st}); log {}:\n{}",
-                            self.kind.title(),
-                            p.log.display(),
-                            tail(&p.log, 20)
-                        );
-                    }
-                }
-                match one_shot(addr, ctx, Duration::from_secs(2)).await {
+                self.exited_during_start()?;
+                let r = match ctx {
+                    Some(ctx) => one_shot(addr, ctx, Duration::from_secs(2)).await,
+                    None => plain_one_shot(addr, Duration::from_secs(2)).await,
+                };
+                match r {
                     Ok(()) => break,
                     Err(e) if Instant::now() > deadline => {
                         let log = self
@@ -174,6 +179,21 @@ impl Proxy {
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// An error (with the log's tail) if the process has already exited.
+    fn exited_during_start(&mut self) -> Result<()> {
+        if let Some(p) = self.proc.as_mut() {
+            if let Ok(Some(st)) = p.child.try_wait() {
+                bail!(
+                    "{} exited during start-up ({st}); log {}:\n{}",
+                    self.kind.title(),
+                    p.log.display(),
+                    tail(&p.log, 20)
+                );
             }
         }
         Ok(())
@@ -232,20 +252,39 @@ fn provgate_bin() -> PathBuf {
     target.join("release").join("provgate")
 }
 
-/// Write `kind`'s configuration into its own folder under `root`, on two fresh ports; the
+/// `N` distinct free loopback ports.
+fn free_addrs<const N: usize>() -> Result<[SocketAddr; N]> {
+    let mut v: Vec<SocketAddr> = Vec::with_capacity(N);
+    while v.len() < N {
+        let a = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        if !v.contains(&a) {
+            v.push(a);
+        }
+    }
+    v.try_into()
+        .map_err(|_| anyhow!("could not pick {N} free ports"))
+}
+
+/// The harness's two backends: the main one and the 50 ms one (P7).
+#[derive(Clone, Copy)]
+pub struct Backends {
+    pub main: SocketAddr,
+    pub slow: SocketAddr,
+}
+
+/// Write `kind`'s configuration into its own folder under `root`, on four fresh ports; the
 /// proxy is not started. A missing HAProxy or nginx is an error that says "not installed".
-pub fn setup_proxy(kind: Kind, root: &Path, m: &Material, backend: SocketAddr) -> Result<Proxy> {
+pub fn setup_proxy(kind: Kind, root: &Path, m: &Material, backends: Backends) -> Result<Proxy> {
     let dir = root.join(kind.title());
     std::fs::create_dir_all(&dir)?;
-    let legacy = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-    let mut modern = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-    while modern == legacy {
-        modern = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
-    }
+    let [legacy, modern, slow, plain] = free_addrs::<4>()?;
     let setup = configs::Setup {
         legacy,
         modern,
-        backend,
+        slow,
+        plain,
+        backend: backends.main,
+        slow_backend: backends.slow,
         cert: &m.cert,
         key: &m.key,
         cert_and_key: &m.combined,
@@ -305,6 +344,8 @@ pub fn setup_proxy(kind: Kind, root: &Path, m: &Material, backend: SocketAddr) -
         kind,
         legacy,
         modern,
+        slow,
+        plain,
         dir,
         cmd,
         openssl_conf: (kind != Kind::Provgate).then(|| m.openssl_conf.clone()),

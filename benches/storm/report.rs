@@ -3,10 +3,11 @@
 
 use std::fmt::Write as _;
 
-use crate::load::{KeepAlive, Latency, Rate, Storm};
+use crate::configs::{QUEUE_TIMEOUT_S, SLOW_MAX_CONNS};
+use crate::load::{Download, KeepAlive, Latency, Rate, Storm, FIRMWARE_LEN};
 use crate::opts::Opts;
 use crate::proxies::{Busy, Kind};
-use crate::rows::{Ceiling, Memory};
+use crate::rows::{Ceiling, Memory, SlowStorm};
 
 pub type Cell<T> = Option<std::result::Result<T, String>>;
 
@@ -23,6 +24,18 @@ pub struct Col {
     pub p4lat: Cell<Latency>,
     pub p5: Cell<Memory>,
     pub p6: Cell<Storm>,
+    pub p7: Cell<SlowStorm>,
+    pub p8: Cell<Download>,
+    pub p9: Cell<Download>,
+    pub p10: Cell<KeepAlive>,
+}
+
+/// What the rows are compared with besides each other: P4's pace and the direct-to-backend
+/// measurements (P4, and the firmware download for P8/P9).
+pub struct Baselines {
+    pub p4_rate: Option<f64>,
+    pub direct: Option<(f64, Latency)>,
+    pub download_direct: Option<f64>,
 }
 
 fn ok<T: Clone>(c: &Cell<T>) -> Option<T> {
@@ -95,14 +108,8 @@ pub struct Env {
     pub notes: Vec<String>,
 }
 
-pub fn render(
-    opts: &Opts,
-    env: &Env,
-    cols: &[Column],
-    ceil: &Ceiling,
-    p4_rate: Option<f64>,
-    direct: &Option<(f64, Latency)>,
-) -> String {
+pub fn render(opts: &Opts, env: &Env, cols: &[Column], ceil: &Ceiling, base: &Baselines) -> String {
+    let (p4_rate, direct) = (base.p4_rate, &base.direct);
     let get = |k: Kind| cols.iter().find(|c| c.0 == k);
     let installed = |k: Kind| get(k).is_some_and(|c| c.1);
     let empty = Col::default();
@@ -257,6 +264,19 @@ pub fn render(
         ratio(ssecs(&pg.p6), ssecs(&ha.p6)), ratio(ssecs(&pg.p6), ssecs(&ng.p6)),
         yes_no(p6.zip(p1).map(|(s, r)| s.fail == 0 && s.secs <= 1.2 * s.n as f64 / r)),
     );
+    slow_storm_line(&mut t, opts, [pg, ha, ng], inst);
+    download_lines(&mut t, opts, [pg, ha, ng], inst, base.download_direct);
+    // P10
+    let p10 = kper(&pg.p10);
+    let _ = writeln!(
+        t,
+        "| P10 | keep-alive GETs over {} open plain-HTTP connections (plain port), per s | {} | {} | {} | {} | {} | load generator + backend, plain HTTP direct: {} | ≥ 1.0× HAProxy | {} |",
+        opts.keepalive_conns,
+        ka(&pg.p10, 0), ka(&ha.p10, 1), ka(&ng.p10, 2),
+        ratio2(kb(&pg.p10), kb(&ha.p10)), ratio2(kb(&pg.p10), kb(&ng.p10)),
+        direct.as_ref().map_or("—".into(), |d| format!("{:.0}/s", d.0)),
+        yes_no(p10.zip(kper(&ha.p10)).map(|(a, b)| a >= b)),
+    );
 
     let mut out = String::new();
     let _ = writeln!(out, "## provgate vs HAProxy vs nginx: handshake storm\n");
@@ -264,11 +284,79 @@ pub fn render(
         let _ = writeln!(out, "- {m}");
     }
     let _ = writeln!(out, "\n{t}");
-    let _ = writeln!(out, "Ratios: throughput rows provgate ÷ other (higher is better), in brackets the same per second of the proxy's own CPU time (its core can be shared with other work on this machine); P4 lat (added p99), P5, P6 (time): provgate ÷ other (lower is better). `· N% CPU` = share of its core the proxy used during the measured window.\n");
+    let _ = writeln!(out, "Ratios: throughput rows provgate ÷ other (higher is better), in brackets the same per second of the proxy's own CPU time (its core can be shared with other work on this machine); P4 lat (added p99), P5, P6 and P7 (time): provgate ÷ other (lower is better). `· N% CPU` = share of its core the proxy used during the measured window.\n");
     for n in &env.notes {
         let _ = writeln!(out, "- {n}");
     }
     out
+}
+
+/// P7's lower bound for one proxy: max(N / its P1 rate, N x 50 ms / 64).
+fn slow_bound(n: usize, p1: Option<f64>) -> f64 {
+    let backend = n as f64 * 0.050 / SLOW_MAX_CONNS as f64;
+    p1.filter(|r| *r > 0.0)
+        .map_or(backend, |r| backend.max(n as f64 / r))
+}
+
+/// P7: the storm against the 50 ms backend capped at 64 connections.
+fn slow_storm_line(t: &mut String, opts: &Opts, c: [&Col; 3], inst: [bool; 3]) {
+    let p1 = |c: &Col| ok(&c.p1).map(|r| r.per_s);
+    let cell = |i: usize| {
+        show(&c[i].p7, inst[i], |s| {
+            format!(
+                "{:.1} s, {} failed, backend max {} conns ({} requests); bound {:.1} s",
+                s.storm.secs,
+                s.storm.fail,
+                s.backend_max,
+                s.requests_max,
+                slow_bound(s.storm.n, p1(c[i]))
+            )
+        })
+    };
+    let secs = |c: &Col| ok(&c.p7).filter(|s| s.storm.ok > 0).map(|s| s.storm.secs);
+    let n = opts.slow_storm;
+    let _ = writeln!(
+        t,
+        "| P7 | storm on a slow backend: {n} clients at once, TLS 1.0 AES128-SHA + 1 GET, backend answers after 50 ms, at most {SLOW_MAX_CONNS} connections to it ({QUEUE_TIMEOUT_S} s queue; nginx: no queue); time until all served | {} | {} | {} | {} | {} | bound = max(N/P1, N × 50 ms / {SLOW_MAX_CONNS} = {:.1} s) | 0 failures, backend ≤ {SLOW_MAX_CONNS} connections | {} |",
+        cell(0), cell(1), cell(2),
+        ratio(secs(c[0]), secs(c[1])), ratio(secs(c[0]), secs(c[2])),
+        n as f64 * 0.050 / SLOW_MAX_CONNS as f64,
+        yes_no(ok(&c[0].p7).map(|s| s.storm.fail == 0 && s.backend_max <= SLOW_MAX_CONNS)),
+    );
+}
+
+/// P8 (`tls`) or P9: the firmware-download cell of a column.
+fn download_cell(c: &Col, tls: bool) -> &Cell<Download> {
+    if tls {
+        &c.p8
+    } else {
+        &c.p9
+    }
+}
+
+/// P8 and P9: firmware downloads through TLS 1.0 and through plain HTTP.
+fn download_lines(t: &mut String, opts: &Opts, c: [&Col; 3], inst: [bool; 3], direct: Option<f64>) {
+    let mib = FIRMWARE_LEN >> 20;
+    for (row, how, tls) in [
+        ("P8", "TLS 1.0 AES128-SHA, legacy port", true),
+        ("P9", "plain HTTP, plain port", false),
+    ] {
+        let cell = |i: usize| {
+            show(download_cell(c[i], tls), inst[i], |d| {
+                format!("{:.0} MB/s{}{}", d.mb_s, busy(&d.busy), fails(d.fail))
+            })
+        };
+        let pb = |c: &Col| ok(download_cell(c, tls)).map(|d| (d.mb_s, d.busy));
+        let _ = writeln!(
+            t,
+            "| {row} | firmware download: {mib} MiB through {how}, a new connection per download, {} clients, MB/s | {} | {} | {} | {} | {} | load generator + backend, plain HTTP direct: {} | ≥ 1.0× HAProxy | {} |",
+            opts.download_clients,
+            cell(0), cell(1), cell(2),
+            ratio2(pb(c[0]), pb(c[1])), ratio2(pb(c[0]), pb(c[2])),
+            direct.map_or("—".into(), |d| format!("{d:.0} MB/s")),
+            yes_no(pb(c[0]).zip(pb(c[1])).map(|(a, b)| a.0 >= b.0)),
+        );
+    }
 }
 
 /// The notes under the table: `early` (caps applied at start-up), the run's settings, the load
@@ -278,18 +366,24 @@ pub fn notes(opts: &Opts, early: Vec<String>, cols: &[Column]) -> Vec<String> {
     let mut notes = early;
     notes.extend([
         format!(
-            "{} mode: {} s per throughput row after a {} ms warm-up, {} concurrent clients (P1-P3), {} keep-alive connections (P4), {} idle connections (P5), {} storm clients (P6)",
+            "{} mode: {} s per throughput row after a {} ms warm-up, {} concurrent clients (P1-P3), {} keep-alive connections (P4, P10), {} idle connections (P5), {} storm clients (P6), {} slow-backend storm clients (P7), {} download clients (P8, P9)",
             if opts.quick { "--quick" } else { "full" },
             opts.duration.as_secs(),
             opts.warmup.as_millis(),
             opts.concurrency,
             opts.keepalive_conns,
             opts.idle,
-            opts.storm
+            opts.storm,
+            opts.slow_storm,
+            opts.download_clients
         ),
+        "TLS 1.0 clients offer no encrypt-then-MAC (`SSL_OP_NO_ENCRYPT_THEN_MAC`, checked on their ClientHello), like the devices".into(),
         "proxies pinned to core 0 (`taskset -c 0`, one worker each), load generator + backend on core 1 (one tokio thread); all on 127.0.0.1".into(),
         format!("load average at end: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
     ]);
+    if opts.only.contains(&Kind::Nginx) {
+        notes.push("P7: open-source nginx has no queue for `max_conns`: a request over the cap fails at once (502)".into());
+    }
     for (k, _, c) in cols {
         for (row, r) in [("P1", &c.p1), ("P2", &c.p2), ("P3", &c.p3)] {
             if let Some(Ok(r)) = r {
@@ -304,6 +398,9 @@ pub fn notes(opts: &Opts, early: Vec<String>, cols: &[Column]) -> Vec<String> {
             ("P2", ok(&c.p2).map(|r| r.busy)),
             ("P3", ok(&c.p3).map(|r| r.busy)),
             ("P4", ok(&c.p4).map(|r| r.busy)),
+            ("P8", ok(&c.p8).map(|r| r.busy)),
+            ("P9", ok(&c.p9).map(|r| r.busy)),
+            ("P10", ok(&c.p10).map(|r| r.busy)),
         ] {
             if let Some(g) = b.and_then(|b| b.loadgen) {
                 gen.push(format!("{row} {:.0}%", g * 100.0));
@@ -324,9 +421,23 @@ pub fn notes(opts: &Opts, early: Vec<String>, cols: &[Column]) -> Vec<String> {
                 l.fail
             ));
         }
-        if let Some(Ok(s)) = &c.p6 {
-            if let Some(e) = &s.first_error {
-                notes.push(format!("P6 {}: first failure: {e}", k.title()));
+        let storms = [("P6", ok(&c.p6)), ("P7", ok(&c.p7).map(|s| s.storm))];
+        for (row, s) in storms {
+            if let Some(e) = s.and_then(|s| s.first_error) {
+                notes.push(format!("{row} {}: first failure: {e}", k.title()));
+            }
+        }
+        for (row, d) in [("P8", ok(&c.p8)), ("P9", ok(&c.p9))] {
+            if let Some(d) = d {
+                let e = d
+                    .first_error
+                    .map_or(String::new(), |e| format!("; first failure: {e}"));
+                notes.push(format!(
+                    "{row} {}: {} downloads completed in the window, {} failed{e}",
+                    k.title(),
+                    d.done,
+                    d.fail
+                ));
             }
         }
     }

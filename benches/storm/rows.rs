@@ -1,5 +1,7 @@
 //! The rows, measured in order for every running proxy: the in-process ceiling, P1-P3 (full
-//! handshakes), P4 (keep-alive throughput and added latency), P5 (memory), P6 (the storm).
+//! handshakes), P4 (keep-alive throughput and added latency), P8-P9 (firmware downloads), P10
+//! (plain-HTTP keep-alive), P5 (memory), P6 (the storm), P7 (the storm on a slow, capped
+//! backend).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,9 +13,11 @@ use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 use openssl::ssl::SslContext;
 
+use crate::configs::SLOW_MAX_CONNS;
 use crate::load::{
-    client_context, closed_loop, expect_negotiated, keepalive_run, open_many, open_plain_conns,
-    open_tls_conns, percentiles, storm, Latency, Storm, Tls,
+    client_context, closed_loop, download_loop, expect_negotiated, keepalive_run,
+    offers_encrypt_then_mac, open_many, open_plain_conns, open_tls_conns, percentiles, storm,
+    Backend, Latency, Storm, Tls,
 };
 use crate::opts::{DhGroup, Opts};
 use crate::progress;
@@ -76,6 +80,17 @@ impl Clients {
             dhe: Arc::new(client_context(Tls::V10("DHE-RSA-AES128-SHA"))?),
             tls13: Arc::new(client_context(Tls::V13)?),
         })
+    }
+
+    /// The TLS 1.0 contexts must not offer encrypt-then-MAC (the devices never do); checked on
+    /// the ClientHello they actually send.
+    pub async fn check_no_encrypt_then_mac(&self) -> Result<()> {
+        for (name, ctx) in [("AES128-SHA", &self.rsa), ("DHE-RSA-AES128-SHA", &self.dhe)] {
+            if offers_encrypt_then_mac(ctx).await? {
+                bail!("the TLS 1.0 {name} client offers encrypt-then-MAC");
+            }
+        }
+        Ok(())
     }
 
     pub fn probes(&self) -> Probes {
@@ -285,6 +300,130 @@ pub async fn storm_row(
         .map_err(|e: anyhow::Error| format!("{e:#}"));
         progress(format!("P6 {}: {:?}", p.kind.title(), r));
         col(cols, p.kind).p6 = Some(r);
+        p.stop();
+    }
+}
+
+/// P8 and P9: firmware downloads (16 MiB, a new connection each) by `download_clients` clients,
+/// through TLS 1.0 AES128-SHA on the legacy port and through plain HTTP on the plain port.
+/// Returns the same downloads straight from the backend (plain HTTP), MB/s.
+pub async fn download_rows(
+    opts: &Opts,
+    backend: SocketAddr,
+    proxies: &[Proxy],
+    rsa_ctx: &Arc<SslContext>,
+    cols: &mut [Column],
+) -> Option<f64> {
+    let n = opts.download_clients;
+    let direct = download_loop(backend, None, n, opts.duration.min(Duration::from_secs(5))).await;
+    progress(format!("P8/P9 direct to backend (plain HTTP): {direct:?}"));
+    for (row, tls) in [("P8", true), ("P9", false)] {
+        for p in proxies {
+            let (addr, ctx) = if tls {
+                (p.legacy, Some(rsa_ctx.clone()))
+            } else {
+                (p.plain, None)
+            };
+            let checked = if tls {
+                expect_negotiated(addr, rsa_ctx, "TLSv1", "AES128-SHA")
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            } else {
+                Ok(())
+            };
+            let r = match checked {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    download_loop(addr, ctx.clone(), n, opts.warmup).await;
+                    let cpu = CpuMeter::start(p);
+                    let mut d = download_loop(addr, ctx, n, opts.duration).await;
+                    d.busy = cpu.stop(p);
+                    // A row with bytes but no finished download (a slow proxy, a short
+                    // --duration) still counts; nothing finished and failures is an error.
+                    if d.done == 0 && (d.fail > 0 || d.mb_s == 0.0) {
+                        Err(d
+                            .first_error
+                            .clone()
+                            .unwrap_or_else(|| "no download completed".into()))
+                    } else {
+                        Ok(d)
+                    }
+                }
+            };
+            progress(format!("{row} {}: {:?}", p.kind.title(), r));
+            let c = col(cols, p.kind);
+            match row {
+                "P8" => c.p8 = Some(r),
+                _ => c.p9 = Some(r),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    (direct.done > 0).then_some(direct.mb_s)
+}
+
+/// P10: keep-alive GETs over `keepalive_conns` plain-HTTP connections on the plain port (P4
+/// without TLS), closed loop.
+pub async fn plain_keepalive_row(opts: &Opts, proxies: &[Proxy], cols: &mut [Column]) {
+    for p in proxies {
+        let r = match open_plain_conns(p.plain, opts.keepalive_conns).await {
+            Ok(conns) => {
+                let cpu = CpuMeter::start(p);
+                let (mut ka, _) = keepalive_run(conns, opts.duration, None).await;
+                ka.busy = cpu.stop(p);
+                Ok(ka)
+            }
+            Err(e) => Err(format!("{e:#}")),
+        };
+        progress(format!("P10 {}: {:?}", p.kind.title(), r));
+        col(cols, p.kind).p10 = Some(r);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SlowStorm {
+    pub storm: Storm,
+    /// The most connections the slow backend had open at once during the storm.
+    pub backend_max: usize,
+    /// The most requests it was answering at once.
+    pub requests_max: usize,
+}
+
+/// P7: the storm against the 50 ms backend capped at 64 connections, on a freshly started
+/// proxy (stopped afterwards); the backend counts its open connections and the requests it is
+/// answering.
+pub async fn slow_storm_row(
+    opts: &Opts,
+    proxies: &mut [Proxy],
+    probes: &Probes,
+    rsa_ctx: &Arc<SslContext>,
+    slow: &Backend,
+    cols: &mut [Column],
+) {
+    for p in proxies.iter_mut() {
+        let r: std::result::Result<SlowStorm, String> = async {
+            p.start(probes).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            slow.reset_max();
+            let s = storm(p.slow, rsa_ctx, opts.slow_storm).await;
+            let (backend_max, requests_max) = (slow.conns.max(), slow.requests.max());
+            if s.ok == 0 {
+                bail!("no client served: {}", s.first_error.unwrap_or_default());
+            }
+            Ok(SlowStorm {
+                storm: s,
+                backend_max,
+                requests_max,
+            })
+        }
+        .await
+        .map_err(|e: anyhow::Error| format!("{e:#}"));
+        progress(format!(
+            "P7 {}: {:?} (cap {SLOW_MAX_CONNS})",
+            p.kind.title(),
+            r
+        ));
+        col(cols, p.kind).p7 = Some(r);
         p.stop();
     }
 }
