@@ -164,7 +164,7 @@ pub fn render(opts: &Opts, env: &Env, cols: &[Column], ceil: &Ceiling, base: &Ba
     let p3 = per(&pg.p3);
     let _ = writeln!(
         t,
-        "| P3 | TLS 1.3 (AES128-GCM, X25519, RSA-PSS) full handshake + 1 GET, per s (provgate: modern listener) | {} | {} | {} | {} | {} | RSA-2048 sign {:.0}/s (OpenSSL; rustls signs with ring) | ≥ 1.2× HAProxy | {} |",
+        "| P3 | TLS 1.3 (AES128-GCM, X25519, RSA-PSS) full handshake + 1 GET, per s (provgate: modern listener) | {} | {} | {} | {} | {} | RSA-2048 sign {:.0}/s (OpenSSL; rustls signs with aws-lc-rs) | ≥ 1.2× HAProxy | {} |",
         rate(&pg.p3, 0), rate(&ha.p3, 1), rate(&ng.p3, 2),
         ratio2(pb(&pg.p3), pb(&ha.p3)), ratio2(pb(&pg.p3), pb(&ng.p3)),
         ceil.rsa_sign_s,

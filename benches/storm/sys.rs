@@ -165,7 +165,7 @@ pub fn machine_info(nproc: usize) -> Vec<String> {
                 .join(" ")
         ),
         format!(
-            "provgate {} (target/release), legacy engine {}; rustls 0.23 (ring) modern engine",
+            "provgate {} (target/release), legacy engine {}; rustls 0.23 (aws-lc-rs) modern engine",
             env!("CARGO_PKG_VERSION"),
             openssl::version::version()
         ),
