@@ -52,14 +52,14 @@ pub fn open_file_limit() -> Option<u64> {
         .map(|(soft, _)| soft)
 }
 
-/// Descriptors `config` keeps back from connections: [`DESCRIPTOR_RESERVE`] plus the admin
-/// listener's cap when there is one.
+/// Descriptors `config` keeps back from connections: [`DESCRIPTOR_RESERVE`], the idle backend
+/// pool (`limits.backend_idle_pool`), and the admin listener's cap when there is one.
 pub fn descriptor_reserve(config: &Config) -> u64 {
     let admin = match config.admin {
         Some(_) => config.admin_options.max_connections as u64,
         None => 0,
     };
-    DESCRIPTOR_RESERVE + admin
+    DESCRIPTOR_RESERVE + config.limits.backend_idle_pool as u64 + admin
 }
 
 /// Open connections `open_files` descriptors can carry: (open_files - reserve) / 2, at least 1.

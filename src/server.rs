@@ -135,7 +135,11 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
     let (shutdown, watch) = watch::channel(false);
     let admin_stop = CancellationToken::new();
     let tasks = TaskTracker::new();
-    let app = proxy::app(telemetry.clone(), access_log.clone());
+    let app = proxy::app(
+        telemetry.clone(),
+        access_log.clone(),
+        snapshot.config.limits.backend_idle_pool,
+    );
     let config_file = snapshot.config.file.clone();
     // The open-file limit now (the binary raised it before starting), before the snapshot is
     // shared with the admin port.
@@ -255,6 +259,9 @@ impl Inner {
             || next.config.admin_options != current.config.admin_options
         {
             warn!("admin settings changed; they take effect on restart");
+        }
+        if next.config.limits.backend_idle_pool != current.config.limits.backend_idle_pool {
+            warn!("limits.backend_idle_pool changed; it takes effect on restart");
         }
         if next.config.access_log != current.config.access_log {
             warn!("access_log changed; it takes effect on restart");

@@ -133,3 +133,78 @@ async fn a_wait_past_queue_timeout_is_503_with_retry_after_and_counted() {
         "{metrics}"
     );
 }
+
+/// A backend that answers at once, counts the connections it accepted and reports each one
+/// the proxy closes.
+async fn counting_backend() -> (
+    std::net::SocketAddr,
+    Arc<AtomicUsize>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let (closed_tx, closed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let closed_tx = closed_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut b = [0u8; 4096];
+                    match tcp.read(&mut b).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&b[..n]),
+                    }
+                    while let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..i + 4);
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                    }
+                }
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    (addr, accepted, closed)
+}
+
+/// `n` requests one after another on one keep-alive client connection.
+async fn sequential(addr: std::net::SocketAddr, n: usize) {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    for _ in 0..n {
+        let (status, _, body) = {
+            tcp.write_all(b"GET /spa HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .unwrap();
+            read_response(&mut tcp).await
+        };
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+}
+
+#[tokio::test]
+async fn idle_backend_connections_are_reused() {
+    let (backend, accepted, _closed) = counting_backend().await;
+    let h = start(backend, "").await;
+    sequential(h.addr("http"), 5).await;
+    let pooled = accepted.load(Ordering::SeqCst);
+    assert!(pooled < 5, "{pooled} backend connections for 5 requests");
+}
+
+#[tokio::test]
+async fn a_backends_idle_connection_is_closed_after_its_idle_timeout() {
+    let (backend, accepted, mut closed) = counting_backend().await;
+    let h = start(backend, ", idle_timeout: 200ms").await;
+    sequential(h.addr("http"), 1).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // The default (4 s) would not close it within this bound.
+    let r = tokio::time::timeout(Duration::from_secs(2), closed.recv()).await;
+    assert!(
+        matches!(r, Ok(Some(()))),
+        "the pooled connection was not closed within 2 s of its 200 ms idle timeout"
+    );
+}

@@ -23,8 +23,8 @@ const MAC_PATH: &str = "/spa000e08abcdef.cfg";
 const STORM: usize = 1500;
 /// The descriptor limit the binary runs under.
 const NOFILE: u64 = 512;
-/// What provgate allows under it: (512 - 64 reserved - 64 admin cap) / 2.
-const EXPECTED_MAX: usize = 192;
+/// What provgate allows under it: (512 - 64 reserved - 128 idle backend pool - 64 admin cap) / 2.
+const EXPECTED_MAX: usize = 128;
 /// Every device must be served within this.
 const CLIENT_DEADLINE: Duration = Duration::from_secs(50);
 

@@ -33,7 +33,15 @@ pub struct Backend {
     pub max_connections: Option<usize>,
     /// A request waiting for one of `max_connections` gets 503 (with Retry-After) after this.
     pub queue_timeout: Duration,
+    /// An idle pooled (keep-alive) connection to the backend is closed after this, before a
+    /// backend's own keep-alive timeout can close it under a request.
+    pub idle_timeout: Duration,
 }
+
+/// Default `backends.<name>.idle_timeout`: below Apache's default `KeepAliveTimeout` (5 s),
+/// the shortest common backend keep-alive, so a pooled connection is never reused just as the
+/// backend closes it.
+pub const DEFAULT_BACKEND_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Default `backends.<name>.queue_timeout`.
 pub const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -279,6 +287,9 @@ impl Access {
 
 pub const DEFAULT_LISTENER_MAX_CONNECTIONS: usize = 5_000;
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 4096;
+/// Default `limits.backend_idle_pool` (pingora's own default pool size).
+pub const DEFAULT_BACKEND_IDLE_POOL: usize = 128;
+
 /// `limits.max_handshakes` is at most this by default, however many cores.
 pub const DEFAULT_MAX_HANDSHAKES_CAP: usize = 512;
 
@@ -298,6 +309,9 @@ pub struct Limits {
     pub on_limit: OnLimit,
     /// TLS handshakes in progress at once, process-wide (first come, first served).
     pub max_handshakes: usize,
+    /// Idle keep-alive backend connections kept, process-wide (pingora's connection pool is
+    /// one LRU for all backends); at least 1. Counted in the descriptor reserve.
+    pub backend_idle_pool: usize,
     /// The request line and headers must arrive within this (slowloris).
     pub header_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
@@ -315,6 +329,7 @@ impl Default for Limits {
             max_connections: None,
             on_limit: OnLimit::Wait,
             max_handshakes: default_max_handshakes(),
+            backend_idle_pool: DEFAULT_BACKEND_IDLE_POOL,
             header_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
             max_request_headers: 100,

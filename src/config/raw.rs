@@ -45,6 +45,8 @@ pub struct RawLimits {
     pub on_limit: Option<OnLimit>,
     /// TLS handshakes (with their ClientHello sniff) in progress at once, process-wide.
     pub max_handshakes: Option<usize>,
+    /// Idle keep-alive backend connections kept, process-wide (pingora's pool).
+    pub backend_idle_pool: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub header_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -213,6 +215,9 @@ pub struct RawBackend {
     /// How long a request may wait for a backend connection before it gets 503.
     #[serde(default, with = "humantime_serde")]
     pub queue_timeout: Option<Duration>,
+    /// An idle pooled connection to this backend is closed after this.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]

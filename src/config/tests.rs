@@ -534,6 +534,24 @@ fn backend_connection_cap_and_queue_timeout() {
 }
 
 #[test]
+fn backend_idle_timeout_and_the_idle_pool() {
+    let c = load("").unwrap();
+    assert_eq!(c.backends["b"].idle_timeout, DEFAULT_BACKEND_IDLE_TIMEOUT);
+    assert_eq!(c.limits.backend_idle_pool, DEFAULT_BACKEND_IDLE_POOL);
+    let yaml = BASE.replace("read_timeout: 1m }", "read_timeout: 1m, idle_timeout: 2s }")
+        + "limits: { backend_idle_pool: 16 }\n";
+    let c = Config::from_yaml(Path::new("/c.yaml"), &yaml).unwrap();
+    assert_eq!(c.backends["b"].idle_timeout, Duration::from_secs(2));
+    assert_eq!(c.limits.backend_idle_pool, 16);
+    assert!(err("limits: { backend_idle_pool: 0 }\n").contains("limits.backend_idle_pool"));
+    let yaml = BASE.replace("read_timeout: 1m }", "read_timeout: 1m, idle_timeout: 0s }");
+    let e = Config::from_yaml(Path::new("/c.yaml"), &yaml)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("backends.b.idle_timeout"), "{e}");
+}
+
+#[test]
 fn client_auth_allow_expired_and_serial_lists() {
     let c = load(concat!(
         "    client_auth:\n",

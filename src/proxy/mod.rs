@@ -56,10 +56,13 @@ pub struct RequestCtx {
 
 pub type ProxyApp = HttpProxy<ProvisioningProxy>;
 
-/// The process-wide pingora application; its upstream connection pool is shared by all
-/// listeners.
-pub fn app(telemetry: Arc<Telemetry>, access_log: AccessLog) -> Arc<ProxyApp> {
-    let conf = Arc::new(ServerConf::default());
+/// The process-wide pingora application; its upstream connection pool (`idle_pool` idle
+/// connections at most, one LRU for every backend) is shared by all listeners.
+pub fn app(telemetry: Arc<Telemetry>, access_log: AccessLog, idle_pool: usize) -> Arc<ProxyApp> {
+    let conf = Arc::new(ServerConf {
+        upstream_keepalive_pool_size: idle_pool,
+        ..ServerConf::default()
+    });
     Arc::new(pingora_proxy::http_proxy(
         &conf,
         ProvisioningProxy {
@@ -208,6 +211,7 @@ impl ProxyHttp for ProvisioningProxy {
         peer.options.total_connection_timeout = Some(backend.connect_timeout);
         peer.options.read_timeout = Some(backend.read_timeout);
         peer.options.write_timeout = Some(backend.read_timeout);
+        peer.options.idle_timeout = Some(backend.idle_timeout);
         Ok(Box::new(peer))
     }
 

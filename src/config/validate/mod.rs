@@ -16,8 +16,8 @@ use ipnet::IpNet;
 use super::model::{
     AdminOptions, Backend, CertificateSpec, Config, Identity, IdentityHeaders, Limits, MacPath,
     Reload, DEFAULT_ADMIN_HEADER_TIMEOUT, DEFAULT_ADMIN_IDLE_TIMEOUT,
-    DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAC_PATH_PATTERN,
-    DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_BACKEND_IDLE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAC_PATH_PATTERN, DEFAULT_QUEUE_TIMEOUT, DEFAULT_READ_TIMEOUT,
 };
 use super::raw::{self, RawBackend, RawConfig, RawIdentity};
 use super::tls::TlsVersion;
@@ -174,6 +174,10 @@ impl Validator<'_> {
                         &format!("{key}.queue_timeout"),
                         b.queue_timeout.unwrap_or(DEFAULT_QUEUE_TIMEOUT),
                     )?,
+                    idle_timeout: self.positive(
+                        &format!("{key}.idle_timeout"),
+                        b.idle_timeout.unwrap_or(DEFAULT_BACKEND_IDLE_TIMEOUT),
+                    )?,
                 },
             );
         }
@@ -196,6 +200,12 @@ impl Validator<'_> {
             },
             on_limit: raw.on_limit.unwrap_or(d.on_limit),
             max_handshakes: count("max_handshakes", raw.max_handshakes, d.max_handshakes)?,
+            // pingora's pool cannot be switched off: at size 0 it evicts before it inserts.
+            backend_idle_pool: count(
+                "backend_idle_pool",
+                raw.backend_idle_pool,
+                d.backend_idle_pool,
+            )?,
             header_timeout: self.positive(
                 "limits.header_timeout",
                 raw.header_timeout.unwrap_or(d.header_timeout),
