@@ -235,6 +235,10 @@ pub fn explain(
             format!("client certificate does not chain to the configured client_auth CA ({detail})")
         }
         Reason::BadCertificate => format!("client certificate rejected ({detail})"),
+        Reason::ClientCertDenied => format!(
+            "client certificate verified, but client_auth deny_serials/allow_serials refuse \
+             its serial ({detail})"
+        ),
         Reason::ClientAlert => format!(
             "the client aborted the handshake with an alert ({detail}); often it does not trust \
              the route's certificate (wrong CA family?) or rejects its dates"

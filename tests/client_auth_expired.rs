@@ -184,6 +184,22 @@ fn failures(h: &Harness, listener: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// The count of failed handshakes on `listener` with this reason label.
+fn failures_for(h: &Harness, listener: &str, reason: &str) -> u64 {
+    h.running
+        .telemetry()
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("provgate_handshake_failures_total")
+                && l.contains(&format!("listener=\"{listener}\""))
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Accepted as a verified device whose certificate is out of date.
 fn assert_expired_success(body: &str, what: &str) {
     assert_eq!(
@@ -334,6 +350,7 @@ async fn another_ca_and_a_forged_signature_stay_refused_with_allow_expired() {
         assert_eq!(header(&body, "x-client-cert-expired"), None, "{body}");
     }
     assert_eq!(failures(&h, "req_exp"), 2);
+    assert_eq!(failures_for(&h, "req_exp", "client_cert_denied"), 0);
     assert_eq!(via_rustls(&h, "req13_exp", &stranger_2048).await, None);
     assert_eq!(failures(&h, "req13_exp"), 1);
 }
@@ -424,13 +441,15 @@ async fn deny_serials_refuse_a_unit_and_allow_serials_admit_only_theirs() {
             "{l} let the bad unit in"
         );
         assert_eq!(failures(&h, l), 1, "{l}");
+        assert_eq!(failures_for(&h, l, "client_cert_denied"), 1, "{l}");
         let body = via_tls10(&h, l, &good, "").await.unwrap();
         assert_expired_success(&body, l);
     }
     logs()
         .wait_for(&[
             &format!("local={}", h.addr("deny")),
-            "application verification failure",
+            "reason=\"client_cert_denied\"",
+            "certificate serial refused by deny_serials/allow_serials",
         ])
         .await;
     // optional: the handshake finishes and the backend hears why, without device fields.
@@ -447,6 +466,7 @@ async fn deny_serials_refuse_a_unit_and_allow_serials_admit_only_theirs() {
     // rustls: the same lists.
     assert_eq!(via_rustls(&h, "deny13", &bad_2048).await, None);
     assert_eq!(failures(&h, "deny13"), 1);
+    assert_eq!(failures_for(&h, "deny13", "client_cert_denied"), 1);
     logs()
         .wait_for(&[
             &format!("local={}", h.addr("deny13")),

@@ -35,6 +35,8 @@ pub enum Reason {
     NoCertificate,
     BadCertificate,
     UnknownCa,
+    /// The client certificate verified, but `deny_serials` / `allow_serials` refuse its serial.
+    ClientCertDenied,
     ClientAlert,
     ClientClosed,
     Internal,
@@ -48,6 +50,7 @@ impl Reason {
             Reason::NoCertificate => "no_certificate",
             Reason::BadCertificate => "bad_certificate",
             Reason::UnknownCa => "unknown_ca",
+            Reason::ClientCertDenied => "client_cert_denied",
             Reason::ClientAlert => "client_alert",
             Reason::ClientClosed => "client_closed",
             Reason::Internal => "internal",

@@ -192,6 +192,14 @@ fn classify(e: &rustls::Error) -> Reason {
         {
             Reason::UnknownCa
         }
+        Error::InvalidCertificate(CertificateError::Other(o))
+            if o.0
+                .downcast_ref::<super::client_auth::Rejected>()
+                .and_then(|r| r.verify_code)
+                == Some(super::client_auth::SERIAL_REFUSED_CODE) =>
+        {
+            Reason::ClientCertDenied
+        }
         Error::InvalidCertificate(_) => Reason::BadCertificate,
         Error::AlertReceived(_) => Reason::ClientAlert,
         _ => Reason::Internal,

@@ -52,6 +52,8 @@ pub(super) fn classify(codes: &[(i32, i32)], verify: Option<i32>, ssl_error: boo
     if let Some(v) = verify {
         return if crate::tls::untrusted_issuer(v) {
             Reason::UnknownCa
+        } else if v == crate::tls::client_auth::SERIAL_REFUSED_CODE {
+            Reason::ClientCertDenied
         } else {
             Reason::BadCertificate
         };
@@ -179,6 +181,10 @@ mod tests {
         assert_eq!(
             classify(&c(ssl_r::CERTIFICATE_VERIFY_FAILED), Some(10), true),
             Reason::BadCertificate
+        );
+        assert_eq!(
+            classify(&c(ssl_r::CERTIFICATE_VERIFY_FAILED), Some(50), true),
+            Reason::ClientCertDenied
         );
     }
 

@@ -249,7 +249,10 @@ impl LegacyContext {
                 let verify = stream.ssl().verify_result();
                 let verify_failed = verify != openssl::x509::X509VerifyResult::OK;
                 if verify_failed {
-                    detail.push_str(&format!("; client certificate: {}", verify.error_string()));
+                    detail.push_str(&format!(
+                        "; client certificate: {}",
+                        super::client_auth::verify_words(verify)
+                    ));
                 }
                 let reason = errors::classify(
                     &errors::codes(&e),
