@@ -125,11 +125,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The async runtime: one worker per CPU the process may use (its affinity mask, so
-/// `taskset` and cgroup cpusets count). With a single CPU, tokio's current-thread scheduler:
-/// the same work without the work-stealing machinery, which measured
-/// faster per request on one core (docs/benchmarks.md). `PROVGATE_RUNTIME=multi|single`
-/// overrides the choice.
+/// The async runtime: one worker per CPU the process may use (`available_parallelism`: the
+/// affinity mask and the cgroup CPU quota). With a single CPU, tokio's current-thread
+/// scheduler: the same work without the work-stealing machinery, which measured 2-5% cheaper
+/// per request on one core (docs/benchmarks.md). `PROVGATE_RUNTIME=multi|single` overrides
+/// the choice.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let single = match std::env::var("PROVGATE_RUNTIME").as_deref() {
