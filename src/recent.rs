@@ -98,6 +98,8 @@ pub struct Recent {
     successes: [AtomicU64; MINUTES],
     failures: Mutex<Failures>,
     reload: Mutex<Option<ReloadResult>>,
+    /// The certificate-name (DNS) warnings of the last start or reload check.
+    names: Mutex<Vec<crate::check::Warning>>,
 }
 
 impl Default for Recent {
@@ -107,6 +109,7 @@ impl Default for Recent {
             successes: std::array::from_fn(|_| AtomicU64::new(0)),
             failures: Mutex::default(),
             reload: Mutex::default(),
+            names: Mutex::default(),
         }
     }
 }
@@ -244,6 +247,16 @@ impl Recent {
             at: SystemTime::now(),
             result: result.map_err(|e| diagnose::escape(&e, 2 * diagnose::TEXT_MAX)),
         });
+    }
+
+    /// The certificate-name warnings the background DNS check found (start or last reload).
+    pub fn names_checked(&self, warnings: Vec<crate::check::Warning>) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = warnings;
+    }
+
+    /// What [`Self::names_checked`] stored last.
+    pub fn name_warnings(&self) -> Vec<crate::check::Warning> {
+        self.names.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The last reload's result; `None` when there was none since start.

@@ -192,7 +192,10 @@ pub async fn start(snapshot: Snapshot) -> Result<Running, StartError> {
     drop(sockets);
     // The device's own name check (CN looked up, compared with the bound address), logged
     // from a thread once serving: never waits on DNS.
-    crate::check::log_in_background(inner.snapshot.load_full(), "start");
+    let recent = inner.telemetry.clone();
+    crate::check::log_in_background(inner.snapshot.load_full(), "start", move |w| {
+        recent.recent.names_checked(w)
+    });
     Ok(Running { inner })
 }
 
@@ -280,7 +283,10 @@ impl Inner {
             let socket = self.spawn_accept(&key.0, tcp);
             sockets.push((key, socket));
         }
-        crate::check::log_in_background(self.snapshot.load_full(), "reload");
+        let recent = self.telemetry.clone();
+        crate::check::log_in_background(self.snapshot.load_full(), "reload", move |w| {
+            recent.recent.names_checked(w)
+        });
         Ok(())
     }
 

@@ -96,7 +96,7 @@ pub fn render(p: &Page<'_>) -> String {
          <a href=\"#devices\">devices</a><a href=\"#fingerprints\">fingerprints</a></nav>\n",
     );
     reload(&mut o, p);
-    warnings(&mut o, p.report);
+    warnings(&mut o, p.report, &p.telemetry.recent.name_warnings());
     listeners(&mut o, p.report);
     certificates(&mut o, p.report);
     handshakes(&mut o, &recent.hour());
@@ -132,18 +132,21 @@ fn reload(o: &mut String, p: &Page<'_>) {
     }
 }
 
-fn warnings(o: &mut String, r: &Report) {
-    let _ = writeln!(
-        o,
-        "<h2 id=\"warnings\">Warnings ({})</h2>",
-        r.warnings.len()
-    );
-    if r.warnings.is_empty() {
-        o.push_str("<p class=\"ok\">none (as <code>provgate check</code> finds them)</p>\n");
+/// `provgate check`'s warnings for the running config, then those of the certificate-name
+/// (DNS) check that ran in the background at start or the last reload (this page never waits
+/// on DNS).
+fn warnings(o: &mut String, r: &Report, names: &[crate::check::Warning]) {
+    let all: Vec<&crate::check::Warning> = r.warnings.iter().chain(names).collect();
+    let _ = writeln!(o, "<h2 id=\"warnings\">Warnings ({})</h2>", all.len());
+    if all.is_empty() {
+        o.push_str(
+            "<p class=\"ok\">none (as <code>provgate check</code> finds them, with the \
+             certificate names looked up at start or the last reload)</p>\n",
+        );
         return;
     }
     o.push_str("<table><tr><th>code</th><th>where</th><th>message</th></tr>\n");
-    for w in &r.warnings {
+    for w in all {
         let place: Vec<String> = [
             w.listener.as_deref().map(|l| format!("listener {l}")),
             w.route.as_deref().map(|r| format!("route {r}")),

@@ -387,3 +387,37 @@ async fn status_page_renders_in_headless_chromium() {
         assert!(png.is_file(), "no screenshot at {}", png.display());
     }
 }
+
+#[tokio::test]
+async fn the_certificate_name_warnings_of_the_background_check_are_on_the_page() {
+    let logs = logs();
+    let pki = Pki::new();
+    let sipura = pki.ca("sipura", "Sipura CA (test)");
+    pki.issue(
+        &sipura,
+        "unresolved",
+        &CertSpec::legacy_server("prov.status-page.invalid"),
+    );
+    private_keys(&pki);
+    let yaml = r#"
+admin: { listen: "127.0.0.1:0" }
+backends:
+  prov: { address: "127.0.0.1:9" }
+certificates:
+  unresolved: { chain: unresolved.pem, key: unresolved.key }
+listeners:
+  - { name: l, bind: ["127.0.0.1:0"], certificate: unresolved, tls: legacy, backend: prov }
+"#;
+    let h = Harness::start(pki, yaml).await;
+    // The page never waits on DNS: it shows what the check stored before it logged this.
+    logs.wait_for(&["certificate names checked", "prov.status-page.invalid"])
+        .await;
+    let admin = h.running.admin_addr().unwrap();
+    let (status, _, page) = fetch(admin, "/").await;
+    assert_eq!(status, 200);
+    let warnings = between(&page, "id=\"warnings\"", "id=\"listeners\"");
+    assert!(
+        warnings.contains("cn_does_not_resolve") && warnings.contains("prov.status-page.invalid"),
+        "{warnings}"
+    );
+}

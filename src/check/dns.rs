@@ -447,7 +447,11 @@ pub(crate) fn skipped() -> DnsReport {
 /// At start and after a reload: the same name and lookup warnings as `check`, logged from a
 /// background thread once the snapshot is live (serving never waits for DNS). `when` says
 /// which (`start`, `reload`).
-pub fn log_in_background(s: Arc<Snapshot>, when: &'static str) {
+pub fn log_in_background(
+    s: Arc<Snapshot>,
+    when: &'static str,
+    found: impl FnOnce(Vec<Warning>) + Send + 'static,
+) {
     let spawned = std::thread::Builder::new()
         .name("provgate-dns-check".into())
         .spawn(move || {
@@ -465,10 +469,13 @@ pub fn log_in_background(s: Arc<Snapshot>, when: &'static str) {
                     w.message
                 );
             }
+            let count = warnings.len();
+            // Stored before the line below, so whoever reads the line finds them stored.
+            found(warnings);
             tracing::info!(
                 when,
-                names = names.len(),
-                warnings = warnings.len(),
+                ?names,
+                warnings = count,
                 "certificate names checked against DNS (A records, as devices look them up)"
             );
         });
