@@ -385,7 +385,7 @@ fn route_report(
                 })
         )
         .then(crate::tls::modern::suite_names),
-        client_auth: format!("{:?}", t.client_auth.mode).to_lowercase(),
+        client_auth: client_auth_words(&t.client_auth),
     }
 }
 
@@ -393,5 +393,43 @@ impl Report {
     /// Warnings make a `--strict` check fail.
     pub fn exit_code(&self, strict: bool) -> u8 {
         u8::from(strict && !self.warnings.is_empty())
+    }
+}
+
+/// The route's client-certificate policy in a few words: the mode, then what relaxes or
+/// narrows it (`allow_expired`, the serial lists).
+fn client_auth_words(a: &crate::config::ClientAuth) -> String {
+    let mut words = format!("{:?}", a.mode).to_lowercase();
+    if a.allow_expired {
+        words.push_str(", allow_expired (dates not checked)");
+    }
+    if !a.deny_serials.is_empty() {
+        words.push_str(&format!(", deny_serials {}", a.deny_serials.len()));
+    }
+    if let Some(allow) = &a.allow_serials {
+        words.push_str(&format!(", allow_serials {}", allow.len()));
+    }
+    words
+}
+
+#[cfg(test)]
+mod client_auth_tests {
+    use super::client_auth_words;
+    use crate::config::{ClientAuth, ClientAuthMode};
+
+    #[test]
+    fn the_route_line_says_what_relaxes_or_narrows_client_auth() {
+        assert_eq!(client_auth_words(&ClientAuth::OFF), "off");
+        let a = ClientAuth {
+            mode: ClientAuthMode::Required,
+            allow_expired: true,
+            deny_serials: vec!["1a".into(), "2b".into()],
+            allow_serials: Some(vec!["3c".into()]),
+            ..ClientAuth::OFF
+        };
+        assert_eq!(
+            client_auth_words(&a),
+            "required, allow_expired (dates not checked), deny_serials 2, allow_serials 1"
+        );
     }
 }
