@@ -242,7 +242,8 @@ fn handshake_done(info: &ConnInfo, name: &str, started: Instant, telemetry: &Tel
     debug!(
         listener = %info.listener, %route, %peer, %local, engine, version = info.version,
         cipher = %info.cipher, sni = info.sni.as_deref().unwrap_or("-"), ja4 = %info.ja4,
-        client_cert = %info.identity.verify, "handshake done"
+        client_cert = %info.identity.verify, client_cert_expired = info.identity.expired(),
+        "handshake done"
     );
 }
 
