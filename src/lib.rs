@@ -13,14 +13,15 @@
 //!                                                      replayed                addr, source, SNI,
 //!                                                                              hello traits
 //!   ──► tls/ legacy/ (OpenSSL 3.x) | modern.rs (rustls) | plain     client_auth.rs, x509.rs
-//!   ──► proxy/ stream.rs (our IO for pingora) ──► pingora http_proxy() / process_new()
+//!   ──► proxy/ stream.rs (our IO for pingora) ──► pingora http_proxy(), one request at a
+//!         time (process_new_http); between requests connection.rs waits, holding no pingora state
 //!         mod.rs: the hooks; headers.rs (what the backend receives, identity/ presets),
 //!         mac_match.rs (require_mac_match), limits.rs, respond.rs (own errors)
 //!   ──► backend (HTTP/1.1)                    access_log/ (one line per request)
 //!
 //!  config/ (raw YAML -> validate/ -> model) ──► snapshot.rs (certs, TLS contexts, routes),
 //!  swapped whole in an ArcSwap by server.rs on reload; admin.rs (status_page.rs, recent.rs),
-//!  metrics.rs, check/ beside.
+//!  metrics.rs, check/ beside; demo.rs (demo, init) and csr.rs for the operator.
 //! ```
 //!
 //! [`server::start`] binds and serves a [`snapshot::Snapshot`]; the binary's `main` only parses
