@@ -89,7 +89,7 @@ impl ConnInfo {
     /// At the end of a request: whether the request head (`head` bytes) and its body (`body`
     /// bytes read, as framed by Content-Length) are exactly what this stream handed to pingora.
     /// Then pingora has read nothing of a next (pipelined) request, and the connection can
-    /// idle outside pingora ([`crate::connection`]). A chunked body, an unread body or
+    /// idle outside pingora (`connection.rs`). A chunked body, an unread body or
     /// pipelined bytes make it `false`, and pingora keeps the connection for its next request.
     pub fn request_was_self_contained(&self, head: usize, body: usize) -> bool {
         let clean = self.delivered.load(Ordering::Relaxed) == head + body;
