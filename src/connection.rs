@@ -345,7 +345,7 @@ impl Connection<'_> {
         ConnInfo {
             identity: crate::identity::ClientIdentity::none(),
             device: Default::default(),
-            identity_headers: Vec::new(),
+            forwarding: Vec::new(),
             listener: self.listener.name.clone(),
             engine: crate::tls::Engine::Plain,
             version: "plain",

@@ -23,6 +23,8 @@ pub struct Route {
     pub profile: Profile,
     pub tls: Arc<ServerTls>,
     pub backend: Arc<Backend>,
+    /// `backend` as pingora's peer (address and timeouts), built with the snapshot.
+    pub upstream: pingora_core::upstreams::peer::HttpPeer,
     /// The backend's connection slots when it has `max_connections`; shared by every route
     /// of the snapshot that uses the backend.
     pub backend_slots: Option<Arc<tokio::sync::Semaphore>>,

@@ -109,6 +109,7 @@ impl Builder<'_> {
                     .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(n)))
                     .clone()
             }),
+            upstream: crate::proxy::backend_peer(backend),
             backend: Arc::new(backend.clone()),
             require_mac_match: t.require_mac_match,
             identity: self.identity.clone(),

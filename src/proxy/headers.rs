@@ -73,25 +73,48 @@ pub fn default_host(conn: &ConnInfo) -> String {
         .unwrap_or_else(|| route.backend.address.to_string())
 }
 
-/// Set X-Forwarded-*, X-Real-IP, Host (when missing) and the identity headers.
+/// Host (when missing), then the connection's X-Forwarded-*, X-Real-IP and identity headers.
 pub fn set_forwarding(req: &mut RequestHeader, conn: &ConnInfo) -> Result<()> {
     if !req.headers.contains_key(http::header::HOST) {
         req.insert_header(http::header::HOST, default_host(conn))?;
     }
+    for (name, value) in &conn.forwarding {
+        req.insert_header(name.clone(), value.clone())?;
+    }
+    Ok(())
+}
+
+/// What every request of `conn` is sent with, in order: X-Forwarded-For, X-Real-IP,
+/// X-Forwarded-Proto, X-Forwarded-Port, then `identity` (the identity headers). Built once per
+/// connection: none of it changes between its requests. Values are visible ASCII by
+/// construction; one that still is not a header value is left out, with a warning.
+pub fn connection_headers(
+    conn: &ConnInfo,
+    identity: Vec<(String, String)>,
+) -> Vec<(bytes::Bytes, http::HeaderValue)> {
     let client_ip = conn.peer.ip().to_canonical().to_string();
-    req.insert_header("X-Forwarded-For", &client_ip)?;
-    req.insert_header("X-Real-IP", &client_ip)?;
     let proto = if conn.engine == Engine::Plain {
         "http"
     } else {
         "https"
     };
-    req.insert_header("X-Forwarded-Proto", proto)?;
-    req.insert_header("X-Forwarded-Port", conn.local.port().to_string())?;
-    for (name, value) in &conn.identity_headers {
-        req.insert_header(name.clone(), value.as_str())?;
-    }
-    Ok(())
+    let own = [
+        ("X-Forwarded-For", client_ip.clone()),
+        ("X-Real-IP", client_ip),
+        ("X-Forwarded-Proto", proto.to_string()),
+        ("X-Forwarded-Port", conn.local.port().to_string()),
+    ];
+    own.into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .chain(identity)
+        .filter_map(|(name, value)| match http::HeaderValue::try_from(value) {
+            Ok(v) => Some((bytes::Bytes::from(name), v)),
+            Err(_) => {
+                tracing::warn!(header = %name, "not a valid header value; not sent");
+                None
+            }
+        })
+        .collect()
 }
 
 /// A connection's identity headers under `policy` (built once per connection: DNs,

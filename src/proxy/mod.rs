@@ -72,6 +72,18 @@ pub fn app(telemetry: Arc<Telemetry>, access_log: AccessLog, idle_pool: usize) -
     ))
 }
 
+/// The backend as pingora's peer with its timeouts, built once per route in the snapshot
+/// ([`crate::route::Route::upstream`]); each request gets a copy.
+pub fn backend_peer(backend: &crate::config::Backend) -> HttpPeer {
+    let mut peer = HttpPeer::new(backend.address, false, String::new());
+    peer.options.connection_timeout = Some(backend.connect_timeout);
+    peer.options.total_connection_timeout = Some(backend.connect_timeout);
+    peer.options.read_timeout = Some(backend.read_timeout);
+    peer.options.write_timeout = Some(backend.read_timeout);
+    peer.options.idle_timeout = Some(backend.idle_timeout);
+    peer
+}
+
 fn conn_info(session: &Session) -> Option<Arc<ConnInfo>> {
     session
         .stream()
@@ -205,14 +217,7 @@ impl ProxyHttp for ProvisioningProxy {
         if let (Some(slots), None) = (&conn.route.backend_slots, &ctx.backend_slot) {
             ctx.backend_slot = Some(self.backend_slot(&conn, slots.clone()).await?);
         }
-        let backend = &conn.route.backend;
-        let mut peer = HttpPeer::new(backend.address, false, String::new());
-        peer.options.connection_timeout = Some(backend.connect_timeout);
-        peer.options.total_connection_timeout = Some(backend.connect_timeout);
-        peer.options.read_timeout = Some(backend.read_timeout);
-        peer.options.write_timeout = Some(backend.read_timeout);
-        peer.options.idle_timeout = Some(backend.idle_timeout);
-        Ok(Box::new(peer))
+        Ok(Box::new(conn.route.upstream.clone()))
     }
 
     async fn upstream_request_filter(

@@ -41,9 +41,10 @@ pub struct ConnInfo {
     pub identity: ClientIdentity,
     /// The verified device's fields (empty unless the certificate verified), read once.
     pub device: Device,
-    /// What the backend is told about the client certificate, built once for the route's
-    /// identity policy ([`super::headers::identity_headers`]), sent with every request.
-    pub identity_headers: Vec<(String, String)>,
+    /// The headers provgate sets on every request of the connection (forwarding headers,
+    /// then the client certificate under the route's identity policy), built once
+    /// ([`super::headers::connection_headers`]).
+    pub forwarding: Vec<(bytes::Bytes, http::HeaderValue)>,
     pub limits: Limits,
     /// While set, the request line and headers must have arrived by then (slowloris guard);
     /// the proxy clears it when headers are in and re-arms it after each response.
@@ -60,14 +61,15 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     /// Set the connection's client identity, with what follows from it once per connection:
-    /// the device fields and the identity headers.
+    /// the device fields and the headers the backend receives.
     pub fn with_identity(mut self, identity: ClientIdentity) -> Self {
         self.device = match (&identity.verify, identity.leaf()) {
             (Verify::Success, Some(leaf)) => crate::identity::device(leaf),
             _ => Device::default(),
         };
-        self.identity_headers =
+        let identity_headers =
             super::headers::identity_headers(&identity, &self.route.identity, self.engine);
+        self.forwarding = super::headers::connection_headers(&self, identity_headers);
         self.identity = identity;
         self
     }
