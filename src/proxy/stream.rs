@@ -88,15 +88,14 @@ impl ConnInfo {
             .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// At the end of a request: whether the request head (`head` bytes) and its body (`body`
-    /// bytes read, as framed by Content-Length) are exactly what this stream handed to pingora.
-    /// Then pingora has read nothing of a next (pipelined) request, and the connection can
-    /// idle outside pingora (`connection.rs`). A chunked body, an unread body or
-    /// pipelined bytes make it `false`, and pingora keeps the connection for its next request.
-    pub fn request_was_self_contained(&self, head: usize, body: usize) -> bool {
+    /// At the end of a request: sets `idle_outside` when the request head (`head` bytes) and its
+    /// body (`body` bytes read, as framed by Content-Length) are exactly what this stream handed
+    /// to pingora. Then pingora has read nothing of a next (pipelined) request, and the
+    /// connection can idle outside pingora (`connection.rs`). A chunked body, an unread body or
+    /// pipelined bytes clear it, and pingora keeps the connection for its next request.
+    pub fn request_was_self_contained(&self, head: usize, body: usize) {
         let clean = self.delivered.load(Ordering::Relaxed) == head + body;
         self.idle_outside.store(clean, Ordering::Relaxed);
-        clean
     }
 
     fn header_deadline(&self) -> Option<Instant> {
